@@ -1,0 +1,103 @@
+package registry_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"dgpu-release/internal/registry"
+)
+
+func startRegistry(t *testing.T, dir string) (host string, stop func()) {
+	t.Helper()
+	h, err := registry.NewServer(dir, nil)
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	return strings.TrimPrefix(srv.URL, "http://"), srv.Close
+}
+
+func testImage(t *testing.T, content string) v1.Image {
+	t.Helper()
+	l1, err := registry.Layer([]registry.File{{Path: "/licenses/LICENSE", Content: []byte("license")}})
+	require.NoError(t, err)
+	l2, err := registry.Layer([]registry.File{{Path: "/opt/data", Content: []byte(content)}})
+	require.NoError(t, err)
+	img, err := registry.Assemble([]v1.Layer{l1, l2}, v1.Config{Labels: map[string]string{"name": "x"}})
+	require.NoError(t, err)
+	return img
+}
+
+func TestCopyIsIdempotentAndRefusesConflicts(t *testing.T) {
+	ctx := context.Background()
+	host, stop := startRegistry(t, t.TempDir())
+	defer stop()
+	c := registry.NewClient()
+
+	d1, err := c.Push(ctx, testImage(t, "one"), host+"/staging/driver:build-1")
+	require.NoError(t, err)
+	d2, err := c.Push(ctx, testImage(t, "two"), host+"/staging/driver:build-2")
+	require.NoError(t, err)
+	require.NotEqual(t, d1, d2)
+
+	res, err := c.Copy(ctx, host+"/staging/driver@"+d1, host+"/release/driver", "1.2.3-k")
+	require.NoError(t, err)
+	assert.Equal(t, d1, res.Digest)
+	assert.False(t, res.AlreadyPresent)
+
+	got, ok, err := c.Digest(ctx, host+"/release/driver:1.2.3-k")
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, d1, got)
+
+	res, err = c.Copy(ctx, host+"/staging/driver@"+d1, host+"/release/driver", "1.2.3-k")
+	require.NoError(t, err)
+	assert.True(t, res.AlreadyPresent, "re-publishing the same digest is a no-op")
+
+	_, err = c.Copy(ctx, host+"/staging/driver@"+d2, host+"/release/driver", "1.2.3-k")
+	require.ErrorIs(t, err, registry.ErrTagConflict)
+	assert.Contains(t, err.Error(), d1)
+	assert.Contains(t, err.Error(), d2)
+	got, _, err = c.Digest(ctx, host+"/release/driver:1.2.3-k")
+	require.NoError(t, err)
+	assert.Equal(t, d1, got, "a conflict changes nothing")
+
+	_, err = c.Copy(ctx, host+"/staging/driver:build-1", host+"/release/driver", "x")
+	require.ErrorContains(t, err, "by digest")
+
+	_, ok, err = c.Digest(ctx, host+"/release/driver:missing")
+	require.NoError(t, err)
+	assert.False(t, ok)
+}
+
+func TestEmbeddedRegistryKeepsImagesAcrossRestarts(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	host, stop := startRegistry(t, dir)
+	c := registry.NewClient()
+	d, err := c.Push(ctx, testImage(t, "kept"), host+"/release/driver:1.0.0-k")
+	require.NoError(t, err)
+	stop()
+
+	host, stop = startRegistry(t, dir)
+	defer stop()
+	got, ok, err := c.Digest(ctx, host+"/release/driver:1.0.0-k")
+	require.NoError(t, err)
+	require.True(t, ok, "the manifest survives a restart")
+	assert.Equal(t, d, got)
+	img, err := c.Image(ctx, host+"/release/driver@"+d)
+	require.NoError(t, err)
+	layers, err := img.Layers()
+	require.NoError(t, err)
+	require.Len(t, layers, 2)
+	rc, err := layers[1].Uncompressed()
+	require.NoError(t, err, "blobs survive a restart")
+	rc.Close()
+	tags, err := c.Tags(ctx, host+"/release/driver")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"1.0.0-k"}, tags)
+}
