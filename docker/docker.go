@@ -156,3 +156,9 @@ func unquote(s string) string {
 	}
 	return s
 }
+
+// PinnedDriver returns the driver set the Dockerfile pins with the defaults of its
+// I915_RELEASE, FIRMWARE_RELEASE and DRIVER_VERSION build args.
+func (d Dockerfile) PinnedDriver() (i915, firmware, version string) {
+	return d.GlobalArgs["I915_RELEASE"], d.GlobalArgs["FIRMWARE_RELEASE"], d.GlobalArgs["DRIVER_VERSION"]
+}

@@ -38,3 +38,10 @@ func TestParseErrors(t *testing.T) {
 	_, err = docker.Parse([]byte("# only a comment\n"))
 	require.Error(t, err)
 }
+
+func TestPinnedDriverIsValid(t *testing.T) {
+	d, err := docker.Parse(docker.DriverDockerfile)
+	require.NoError(t, err)
+	i915, fw, v := d.PinnedDriver()
+	require.NoError(t, release.DriverSet{I915Tag: i915, FirmwareTag: fw, DriverVersion: v}.Validate(""), "the Dockerfile pins a valid driver set")
+}

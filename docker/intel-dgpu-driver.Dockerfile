@@ -8,6 +8,12 @@
 #   FIRMWARE_RELEASE     tag of intel-gpu-firmware
 #   DRIVER_VERSION       the semantic version this image is released as
 
+# The pinned driver sources: the driver-upgrade flow bumps these three lines in a pull
+# request, and a release builds from them unless it is told otherwise.
+ARG I915_RELEASE=I915_24WW30.4_803.75_23.10.54_231129.76
+ARG FIRMWARE_RELEASE=24WW20.5_881
+ARG DRIVER_VERSION=1.2.0
+
 ARG DTK_AUTO=registry.redhat.io/openshift4/driver-toolkit-rhel9:latest
 ARG BASE_IMAGE=registry.access.redhat.com/ubi9/ubi-minimal:latest
 

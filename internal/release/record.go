@@ -171,3 +171,14 @@ func (in ReasonInput) Validate(action string) error {
 	}
 	return nil
 }
+
+// StepFailure is returned by an adapter when the step ran and its subject failed (the
+// build did not compile, the GPU test failed): retrying the same call will not help, a
+// human has to look. Evidence says why.
+type StepFailure struct {
+	Evidence Evidence
+}
+
+func (f *StepFailure) Error() string {
+	return string(f.Evidence.Step) + " failed: " + f.Evidence.Summary
+}
