@@ -1,0 +1,116 @@
+// Package activities holds the side effects of a release, one struct per concern, each
+// with its ports injected by the worker. Workflows refer to the methods through nil
+// pointers of these structs; only the worker builds real ones.
+//
+// Every activity is idempotent: a retried call finds what its first attempt did (the
+// same build by name, the same tag by digest, the same catalog record, the same table
+// row, the same issue by marker) instead of doing it twice.
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"dgpu-release/internal/certify"
+	"dgpu-release/internal/registry"
+	"dgpu-release/internal/release"
+)
+
+// Config is what the activities need to know about where things go. No secrets: those
+// stay in the adapters' own credential sources.
+type Config struct {
+	// StagingRepo receives built images (by digest) before they are tested.
+	StagingRepo string `json:"staging_repo"`
+	// ReleaseRepo receives published images under <driver-version>-<kernel>.
+	ReleaseRepo string `json:"release_repo"`
+	// ProjectRepo (owner/name) gets issues about failed releases.
+	ProjectRepo string `json:"project_repo"`
+	// DriverRepo (owner/name) gets escalated driver bugs.
+	DriverRepo string `json:"driver_repo"`
+	// Policy is the certification policy; driver images run as root, so "root".
+	Policy certify.Policy `json:"policy"`
+}
+
+// Registry is the port to OCI registries.
+type Registry interface {
+	Digest(ctx context.Context, ref string) (string, bool, error)
+	Image(ctx context.Context, ref string) (v1.Image, error)
+	Tags(ctx context.Context, repo string) ([]string, error)
+	Copy(ctx context.Context, src, dstRepo, tag string) (registry.CopyResult, error)
+}
+
+// Builder builds an image and pushes it to the staging repository.
+type Builder interface {
+	Build(ctx context.Context, spec release.BuildSpec, progress release.Progress) (release.BuildOutput, error)
+}
+
+// Tester runs the GPU test of a staged image.
+type Tester interface {
+	Test(ctx context.Context, spec release.TestSpec, progress release.Progress) (release.TestOutput, error)
+}
+
+// DebugDeployer deploys and removes the debug workload.
+type DebugDeployer interface {
+	Deploy(ctx context.Context, spec release.DebugSpec) (release.DebugWorkload, error)
+	Remove(ctx context.Context, name string) error
+}
+
+// heartbeat turns adapter progress into Temporal heartbeats.
+func heartbeat(ctx context.Context) release.Progress {
+	return func(msg string) {
+		if activity.IsActivity(ctx) {
+			activity.RecordHeartbeat(ctx, msg)
+			activity.GetLogger(ctx).Info(msg)
+		}
+	}
+}
+
+// stepError converts adapter errors for Temporal: a StepFailure becomes a non-retryable
+// application error of type StepFailed carrying the evidence; a FieldError becomes a
+// non-retryable InvalidInput; anything else stays retryable.
+func stepError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var sf *release.StepFailure
+	if errors.As(err, &sf) {
+		return temporal.NewNonRetryableApplicationError(sf.Error(), release.ErrTypeStepFailed, nil, sf.Evidence)
+	}
+	var fe *release.FieldError
+	if errors.As(err, &fe) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), release.ErrTypeInvalidInput, nil)
+	}
+	if errors.Is(err, registry.ErrTagConflict) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), release.ErrTypeTagConflict, nil,
+			release.Evidence{Step: release.StepPublish, Summary: err.Error()})
+	}
+	return err
+}
+
+// invalid is a non-retryable input error.
+func invalid(format string, args ...any) error {
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), release.ErrTypeInvalidInput, nil)
+}
+
+// EvidenceOf extracts the evidence an activity error carries, if any.
+func EvidenceOf(err error) (release.Evidence, bool) {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.HasDetails() {
+		var ev release.Evidence
+		if appErr.Details(&ev) == nil && ev.Summary != "" {
+			return ev, true
+		}
+	}
+	return release.Evidence{}, false
+}
+
+func mustJSON(v any) string {
+	b, _ := json.MarshalIndent(v, "", "  ")
+	return string(b)
+}

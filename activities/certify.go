@@ -1,0 +1,59 @@
+package activities
+
+import (
+	"context"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"dgpu-release/internal/certify"
+	"dgpu-release/internal/release"
+)
+
+// Certifier runs step 2c: the certification checks on the staged image.
+type Certifier struct {
+	Registry Registry
+	Config   Config
+}
+
+// CertifyInput names the image to certify.
+type CertifyInput struct {
+	Image release.Image `json:"image"`
+}
+
+// CertifyImage runs the policy's checks. A failed check is a StepFailed error whose
+// evidence carries the results document.
+func (a *Certifier) CertifyImage(ctx context.Context, in CertifyInput) (release.CertificationResult, error) {
+	ref := in.Image.Ref()
+	heartbeat(ctx)("reading " + ref)
+	d, err := name.NewDigest(ref)
+	if err != nil {
+		return release.CertificationResult{}, invalid("certify: image %q must be a reference by digest: %v", ref, err)
+	}
+	img, err := a.Registry.Image(ctx, ref)
+	if err != nil {
+		return release.CertificationResult{}, err
+	}
+	tags, err := a.Registry.Tags(ctx, in.Image.Repository)
+	if err != nil {
+		return release.CertificationResult{}, err
+	}
+	policy := a.Config.Policy
+	if policy == "" {
+		policy = certify.PolicyRoot
+	}
+	res, err := certify.Run(ctx, certify.Target{Ref: ref, Repository: d.Context().RepositoryStr(), Tags: tags, Image: img}, certify.Options{Policy: policy})
+	if err != nil {
+		return release.CertificationResult{}, err
+	}
+	if !res.Passed {
+		var reasons []string
+		for _, o := range append(res.Results.Failed, res.Results.Errors...) {
+			reasons = append(reasons, o.Name+": "+o.Reason)
+		}
+		return res, stepError(&release.StepFailure{Evidence: release.Evidence{Step: release.StepCertify,
+			Summary: certify.Summary(res), LogTail: strings.Join(reasons, "\n"),
+			Details: map[string]string{"results": mustJSON(res)}}})
+	}
+	return res, nil
+}
