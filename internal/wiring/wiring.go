@@ -1,0 +1,122 @@
+// Package wiring is the one place that turns configuration into backends, activities and
+// a registered worker. The worker program and the starter's embedded default both use it.
+package wiring
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"go.temporal.io/sdk/worker"
+
+	"dgpu-release/activities"
+	"dgpu-release/internal/catalog"
+	"dgpu-release/internal/certify"
+	"dgpu-release/internal/forge"
+	"dgpu-release/internal/ocp"
+	"dgpu-release/internal/registry"
+	"dgpu-release/internal/rehearsal"
+	"dgpu-release/workflows"
+)
+
+// Defaults for where things go.
+const (
+	DefaultProjectRepo = "intel/intel-data-center-gpu-driver-for-openshift"
+	DefaultDriverRepo  = "intel-gpu/intel-gpu-i915-backports"
+	StagingPath        = "intel/intel-dgpu-driver-staging"
+	ReleasePath        = "intel/intel-dgpu-driver"
+)
+
+// Options of the rehearsal (embedded default) backends.
+type Options struct {
+	StateDir     string
+	RegistryHost string // host:port of the embedded registry
+	ProjectRepo  string
+	DriverRepo   string
+	Policy       certify.Policy
+}
+
+// Set is every activity struct, ready to register, plus the local backends for callers
+// that want to look at them.
+type Set struct {
+	Config    activities.Config
+	Resolver  *activities.Resolver
+	Builds    *activities.Builds
+	GPUTests  *activities.GPUTests
+	Certifier *activities.Certifier
+	Publisher *activities.Publisher
+	Tables    *activities.Tables
+	Issues    *activities.Issues
+	Debug     *activities.Debug
+
+	Kernels ocp.StaticSource
+	Forge   *forge.Local
+	Catalog *catalog.Local
+}
+
+// Rehearsal wires the embedded default: real registry, real certification checks, local
+// catalog and forge, and the rehearsal stand-ins for build, GPU test and debug workload.
+func Rehearsal(ctx context.Context, o Options) (*Set, error) {
+	if o.ProjectRepo == "" {
+		o.ProjectRepo = DefaultProjectRepo
+	}
+	if o.DriverRepo == "" {
+		o.DriverRepo = DefaultDriverRepo
+	}
+	if o.Policy == "" {
+		o.Policy = certify.PolicyRoot
+	}
+	if _, err := certify.ParsePolicy(string(o.Policy)); err != nil {
+		return nil, err
+	}
+	reg := registry.NewClient()
+	kernels, err := ocp.SeedRehearsal(ctx, reg, o.RegistryHost)
+	if err != nil {
+		return nil, err
+	}
+	fg, err := forge.NewLocal(ctx, filepath.Join(o.StateDir, "forge"), o.ProjectRepo)
+	if err != nil {
+		return nil, err
+	}
+	cat, err := catalog.NewLocal(filepath.Join(o.StateDir, "catalog"))
+	if err != nil {
+		return nil, err
+	}
+	cfg := activities.Config{
+		StagingRepo: o.RegistryHost + "/" + StagingPath,
+		ReleaseRepo: o.RegistryHost + "/" + ReleasePath,
+		ProjectRepo: o.ProjectRepo, DriverRepo: o.DriverRepo, Policy: o.Policy,
+	}
+	return &Set{
+		Config:    cfg,
+		Resolver:  &activities.Resolver{Kernels: kernels, Forge: fg, Registry: reg, Catalog: cat, Config: cfg},
+		Builds:    &activities.Builds{Builder: &rehearsal.Builder{Registry: reg}, Forge: fg, Config: cfg},
+		GPUTests:  &activities.GPUTests{Tester: &rehearsal.Tester{Registry: reg}},
+		Certifier: &activities.Certifier{Registry: reg, Config: cfg},
+		Publisher: &activities.Publisher{Registry: reg, Catalog: cat, Config: cfg},
+		Tables:    &activities.Tables{Forge: fg},
+		Issues:    &activities.Issues{Forge: fg, Config: cfg},
+		Debug:     &activities.Debug{Deployer: &rehearsal.Debug{Dir: filepath.Join(o.StateDir, "debug")}},
+		Kernels:   kernels,
+		Forge:     fg,
+		Catalog:   cat,
+	}, nil
+}
+
+// StandIns lists what the set does not do for real, for the programs to print.
+func (s *Set) StandIns() []string {
+	return []string{ocp.StandInNote, rehearsal.BuildNote, rehearsal.TestNote, rehearsal.DebugNote, catalog.LocalStandInNote, forge.LocalStandInNote}
+}
+
+// Register registers the workflows and every activity on a worker.
+func (s *Set) Register(w worker.Registry) {
+	w.RegisterWorkflow(workflows.Release)
+	for _, a := range []any{s.Resolver, s.Builds, s.GPUTests, s.Certifier, s.Publisher, s.Tables, s.Issues, s.Debug} {
+		w.RegisterActivity(a)
+	}
+}
+
+// Describe is a short account of where images go.
+func (s *Set) Describe() string {
+	return fmt.Sprintf("staging %s, release %s, policy %s", s.Config.StagingRepo, s.Config.ReleaseRepo, s.Config.Policy)
+}
