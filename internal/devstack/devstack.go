@@ -124,6 +124,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 
 	// Ports: pick free ones where asked, and check the fixed ones before the servers
 	// (whose listen errors would end the process) try them.
+	fixedFrontend := cfg.FrontendPort != 0
 	ports := map[string]*int{"Temporal frontend": &cfg.FrontendPort, "registry": &cfg.RegistryPort}
 	if !cfg.NoUI {
 		ports["web UI"] = &cfg.UIPort
@@ -133,9 +134,15 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 			return nil, err
 		}
 	}
-	internal := make([]int, 7) // history, matching, worker gRPC + 4 membership ports
+	// History, matching and worker gRPC ports and the four membership ports. With a fixed
+	// frontend port they follow it, so a restarted stack comes back on the addresses its
+	// membership table remembers instead of waiting for the old ones to expire.
+	internal := make([]int, 7)
 	for i := range internal {
-		if err := claimPort("internal", &internal[i]); err != nil {
+		if fixedFrontend {
+			internal[i] = cfg.FrontendPort + 1 + i
+		}
+		if err := claimPort("internal Temporal", &internal[i]); err != nil {
 			return nil, err
 		}
 	}

@@ -1,0 +1,269 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
+
+	"dgpu-release/docker"
+	"dgpu-release/internal/devstack"
+	"dgpu-release/internal/ocp"
+	"dgpu-release/internal/release"
+	"dgpu-release/internal/tclient"
+	"dgpu-release/internal/wiring"
+	"dgpu-release/workflows"
+)
+
+type releaseFlags struct {
+	trigger, kernel, ocp, i915, firmware, version, ref, failAt string
+	requireApproval, keep, jsonOut, noUI                       bool
+	approvalTimeout, humanDeadline, reminder                   time.Duration
+}
+
+func (a *app) releaseCmd() *cobra.Command {
+	var f releaseFlags
+	cmd := &cobra.Command{
+		Use:   "release",
+		Short: "Start a release and follow it to the end",
+		Long: `Start the release of one driver image for one kernel and follow it step by step.
+
+Without TEMPORAL_ADDRESS this runs the embedded default in this process: a Temporal
+server and web UI, an OCI registry, and a worker with rehearsal stand-ins for the
+OpenShift build, the GPU test and the debug workload (they say so in their output).
+
+The driver set defaults to the tags docker/intel-dgpu-driver.Dockerfile pins; with no
+--kernel and no --ocp, the newest OpenShift release of the kernel source is used.`,
+		Example: `  starter release --trigger kernel
+  starter release --trigger manual --ocp 4.16.3 --require-approval
+  starter release --trigger kernel --fail-at gpu-test   # rehearse the failure path`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.release(cmd.Context(), f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.trigger, "trigger", "", "what started the release: driver, kernel or manual (required)")
+	fl.StringVar(&f.kernel, "kernel", "", "RHCOS kernel, such as 5.14.0-427.13.1.el9_4.x86_64")
+	fl.StringVar(&f.ocp, "ocp", "", "OpenShift version, such as 4.16.3")
+	fl.StringVar(&f.i915, "i915-tag", "", "i915 backports tag (default: the Dockerfile's pinned I915_RELEASE)")
+	fl.StringVar(&f.firmware, "firmware-tag", "", "firmware tag (default: the Dockerfile's pinned FIRMWARE_RELEASE)")
+	fl.StringVar(&f.version, "driver-version", "", "driver version to release (default: the Dockerfile's pinned DRIVER_VERSION)")
+	fl.StringVar(&f.ref, "ref", "main", "revision of the Dockerfile to build from")
+	fl.BoolVar(&f.requireApproval, "require-approval", false, "wait for `starter signal ID approve` before publishing")
+	fl.DurationVar(&f.approvalTimeout, "approval-timeout", release.DefaultApprovalTimeout, "end the release if not approved within this time")
+	fl.DurationVar(&f.humanDeadline, "human-deadline", release.DefaultHumanDeadline, "end a failed release nobody answers within this time")
+	fl.DurationVar(&f.reminder, "reminder", release.DefaultReminderInterval, "remind on the issue this often while waiting")
+	fl.StringVar(&f.failAt, "fail-at", "", "rehearsal only: make this step fail in round 1 (build or gpu-test)")
+	fl.BoolVar(&f.keep, "keep", false, "embedded default: keep the stack and web UI up after the release ends (Ctrl-C to stop)")
+	fl.BoolVar(&f.jsonOut, "json", false, "print the final record as JSON")
+	fl.BoolVar(&f.noUI, "no-ui", false, "embedded default: do not start the web UI")
+	fl.IntVar(&a.ports.frontend, "temporal-port", devstack.DefaultFrontendPort, "embedded default: Temporal frontend port (0: any free port)")
+	fl.IntVar(&a.ports.ui, "ui-port", devstack.DefaultUIPort, "embedded default: web UI port (0: any free port)")
+	fl.IntVar(&a.ports.registry, "registry-port", devstack.DefaultRegistryPort, "embedded default: registry port (0: any free port)")
+	return cmd
+}
+
+// request turns flags into a request, naming the flag in every error.
+func (f releaseFlags) request() (release.Request, error) {
+	var errs []error
+	trig := release.Trigger(f.trigger)
+	switch trig {
+	case release.TriggerDriver, release.TriggerKernel, release.TriggerManual:
+	case "":
+		errs = append(errs, errors.New("--trigger is required: accepted are driver, kernel, manual"))
+	default:
+		errs = append(errs, &release.FieldError{Field: "--trigger", Value: f.trigger, Accepted: "one of driver, kernel, manual"})
+	}
+	df, err := docker.Parse(docker.DriverDockerfile)
+	if err != nil {
+		return release.Request{}, err
+	}
+	i915, fw, ver := df.PinnedDriver()
+	d := release.DriverSet{I915Tag: or(f.i915, i915), FirmwareTag: or(f.firmware, fw), DriverVersion: or(f.version, ver)}
+	if f.kernel != "" {
+		errs = append(errs, release.ValidateKernel("--kernel", f.kernel))
+	}
+	if f.ocp != "" {
+		errs = append(errs, release.ValidateOpenShiftVersion("--ocp", f.ocp))
+	}
+	errs = append(errs, release.ValidateTag("--i915-tag", d.I915Tag), release.ValidateTag("--firmware-tag", d.FirmwareTag),
+		release.ValidateDriverVersion("--driver-version", d.DriverVersion), release.ValidateRef("--ref", f.ref))
+	if f.failAt != "" && f.failAt != string(release.StepBuild) && f.failAt != string(release.StepGPUTest) {
+		errs = append(errs, &release.FieldError{Field: "--fail-at", Value: f.failAt, Accepted: "build or gpu-test"})
+	}
+	for _, dur := range []struct {
+		flag string
+		v    time.Duration
+	}{{"--approval-timeout", f.approvalTimeout}, {"--human-deadline", f.humanDeadline}, {"--reminder", f.reminder}} {
+		if dur.v <= 0 {
+			errs = append(errs, &release.FieldError{Field: dur.flag, Value: dur.v.String(), Accepted: "a positive duration such as 30m, 24h"})
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return release.Request{}, err
+	}
+	return release.Request{
+		Trigger: trig, Kernel: f.kernel, OpenShiftVersion: f.ocp, Driver: d, DockerfileRef: f.ref,
+		RequireApproval: f.requireApproval, ApprovalTimeout: f.approvalTimeout, HumanDeadline: f.humanDeadline, ReminderInterval: f.reminder,
+		Rehearsal: release.RehearsalOptions{FailAt: release.Step(f.failAt)},
+	}, nil
+}
+
+func or(v, def string) string {
+	if v != "" {
+		return v
+	}
+	return def
+}
+
+func (a *app) release(ctx context.Context, f releaseFlags) error {
+	req, err := f.request()
+	if err != nil {
+		return err
+	}
+	var (
+		c       client.Client
+		kernels ocp.Source
+	)
+	if tclient.Configured() {
+		if c, err = a.dial(ctx); err != nil {
+			return err
+		}
+		defer c.Close()
+		if req.Kernel == "" {
+			return errors.New("--kernel is required with TEMPORAL_ADDRESS: the kernel source of this worker is not reachable from the starter yet")
+		}
+		if f.failAt != "" {
+			fmt.Fprintln(a.out, "note: --fail-at only affects rehearsal stand-ins; a production worker ignores it")
+		}
+	} else {
+		stack, set, w, cl, err := a.startEmbedded(ctx, f.noUI)
+		if err != nil {
+			return err
+		}
+		defer stack.Stop()
+		defer cl.Close()
+		defer w.Stop()
+		c, kernels = cl, set.Kernels
+		if f.keep {
+			defer func() {
+				fmt.Fprintf(a.out, "\nThe embedded stack stays up (web UI %s, Temporal %s). Press Ctrl-C to stop.\n", stack.UIURL, stack.TemporalAddress)
+				<-ctx.Done()
+			}()
+		}
+	}
+	if req.Kernel == "" {
+		rels, err := kernels.Releases(ctx)
+		if err != nil {
+			return err
+		}
+		var rel ocp.Release
+		if req.OpenShiftVersion == "" {
+			rel, _ = ocp.Newest(rels)
+		} else if rel, err = ocp.Find(rels, req.OpenShiftVersion, ""); err != nil {
+			return fmt.Errorf("--ocp: %w", err)
+		}
+		req.Kernel, req.OpenShiftVersion = rel.Kernel, rel.OpenShift
+	}
+	id := release.WorkflowID(req.Kernel, req.Driver.DriverVersion)
+	sa := []temporal.SearchAttributeUpdate{
+		temporal.NewSearchAttributeKeyKeyword(release.SearchAttrKernel).ValueSet(req.Kernel),
+		temporal.NewSearchAttributeKeyKeyword(release.SearchAttrDriverVersion).ValueSet(req.Driver.DriverVersion),
+		temporal.NewSearchAttributeKeyKeyword(release.SearchAttrStep).ValueSet("queued"),
+	}
+	if req.OpenShiftVersion != "" {
+		sa = append(sa, temporal.NewSearchAttributeKeyKeyword(release.SearchAttrOpenShiftVersion).ValueSet(req.OpenShiftVersion))
+	}
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: id, TaskQueue: release.TaskQueue,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		StaticSummary:            fmt.Sprintf("Driver %s for kernel %s (%s trigger)", req.Driver.DriverVersion, req.Kernel, req.Trigger),
+		StaticDetails:            fmt.Sprintf("i915 `%s`, firmware `%s`, Dockerfile ref `%s`", req.Driver.I915Tag, req.Driver.FirmwareTag, req.DockerfileRef),
+		TypedSearchAttributes:    temporal.NewSearchAttributes(sa...),
+	}, workflows.Release, req)
+	if err != nil {
+		return fmt.Errorf("start %s: %w", id, err)
+	}
+	fmt.Fprintf(a.out, "Release %s (run %s)\n", id, run.GetRunID())
+	rec, err := a.follow(ctx, c, run)
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintf(a.out, "\nStopped following. The release is durable: run the same command again to pick it up.\n")
+		}
+		return err
+	}
+	a.saveRecord(rec)
+	if f.jsonOut {
+		b, _ := json.MarshalIndent(rec, "", "  ")
+		fmt.Fprintln(a.out, string(b))
+	} else {
+		printRecord(a.out, rec)
+	}
+	return nil
+}
+
+// startEmbedded starts the stack, the rehearsal backends and an in-process worker.
+func (a *app) startEmbedded(ctx context.Context, noUI bool) (*devstack.Stack, *wiring.Set, worker.Worker, client.Client, error) {
+	fmt.Fprintf(a.out, "Starting the embedded default (state in %s) ...\n", a.stateDir)
+	stack, err := devstack.Start(ctx, devstack.Config{StateDir: a.stateDir, FrontendPort: a.ports.frontend, UIPort: a.ports.ui, RegistryPort: a.ports.registry, NoUI: noUI})
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	fail := func(err error) (*devstack.Stack, *wiring.Set, worker.Worker, client.Client, error) {
+		stack.Stop()
+		return nil, nil, nil, nil, err
+	}
+	set, err := wiring.Rehearsal(ctx, wiring.Options{StateDir: a.stateDir, RegistryHost: stack.RegistryHost})
+	if err != nil {
+		return fail(err)
+	}
+	opts, err := tclient.FromEnv(a.logger)
+	if err != nil {
+		return fail(err)
+	}
+	opts.HostPort, opts.Namespace = stack.TemporalAddress, stack.Namespace
+	c, err := client.DialContext(ctx, opts)
+	if err != nil {
+		return fail(err)
+	}
+	w := worker.New(c, release.TaskQueue, worker.Options{})
+	set.Register(w)
+	if err := w.Start(); err != nil {
+		c.Close()
+		return fail(err)
+	}
+	fmt.Fprintf(a.out, "  Temporal  %s (namespace %s), ready in %s\n", stack.TemporalAddress, stack.Namespace, stack.Ready.Round(time.Millisecond))
+	if stack.UIURL != "" {
+		fmt.Fprintf(a.out, "  Web UI    %s\n", stack.UIURL)
+	}
+	fmt.Fprintf(a.out, "  Registry  %s (%s)\n", stack.RegistryHost, set.Describe())
+	fmt.Fprintf(a.out, "  Forge     %s (release table and Dockerfile; issues in %s)\n", set.Forge.RepoDir(), filepath.Join(a.stateDir, "forge", "issues"))
+	fmt.Fprintln(a.out, "  Stand-ins for what needs a cluster or an account:")
+	for _, s := range set.StandIns() {
+		fmt.Fprintln(a.out, "   -", s)
+	}
+	return stack, set, w, c, nil
+}
+
+func (a *app) saveRecord(rec release.Record) {
+	if tclient.Configured() {
+		return
+	}
+	dir := filepath.Join(a.stateDir, "records")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return
+	}
+	b, _ := json.MarshalIndent(rec, "", "  ")
+	name := strings.NewReplacer("/", "_", ":", "_").Replace(rec.WorkflowID) + ".json"
+	_ = os.WriteFile(filepath.Join(dir, name), b, 0o644)
+}
