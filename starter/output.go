@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"dgpu-release/internal/release"
 )
@@ -32,6 +34,10 @@ func (a *app) follow(ctx context.Context, c client.Client, run client.WorkflowRu
 		select {
 		case r := <-done:
 			if r.err != nil {
+				var appErr *temporal.ApplicationError
+				if errors.As(r.err, &appErr) {
+					return release.Record{}, fmt.Errorf("release %s failed: %s", run.GetID(), appErr.Message())
+				}
 				return release.Record{}, fmt.Errorf("release %s: %w", run.GetID(), r.err)
 			}
 			p.update(r.rec.Status)

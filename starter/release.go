@@ -134,7 +134,16 @@ func (a *app) release(ctx context.Context, f releaseFlags) error {
 		c       client.Client
 		kernels ocp.Source
 	)
-	if tclient.Configured() {
+	if info, running := devstack.ReadInfo(a.stateDir); !tclient.Configured() && running == nil {
+		// An embedded stack (worker --dev, or another starter) already runs in this state
+		// folder: use it and its worker.
+		if c, err = a.dial(ctx); err != nil {
+			return err
+		}
+		defer c.Close()
+		kernels = ocp.RehearsalKernels()
+		fmt.Fprintf(a.out, "Using the embedded stack of pid %d (Temporal %s, web UI %s)\n", info.PID, info.TemporalAddress, orDash(info.UIURL))
+	} else if tclient.Configured() {
 		if c, err = a.dial(ctx); err != nil {
 			return err
 		}

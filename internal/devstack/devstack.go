@@ -8,6 +8,7 @@ package devstack
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,8 +20,8 @@ import (
 	"syscall"
 	"time"
 
-	uiconfig "github.com/temporalio/ui-server/v2/server/config"
 	uiserver "github.com/temporalio/ui-server/v2/server"
+	uiconfig "github.com/temporalio/ui-server/v2/server/config"
 	uioptions "github.com/temporalio/ui-server/v2/server/server_options"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
@@ -205,6 +206,9 @@ func (s *Stack) startTemporal(cfg Config, p []int) error {
 			return fmt.Errorf("create the Temporal database: %w", err)
 		}
 	}
+	if err := forgetMembers(dbPath); err != nil {
+		return err
+	}
 	sas := map[string]enumspb.IndexedValueType{}
 	for _, n := range release.SearchAttributes {
 		sas[n] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
@@ -245,8 +249,8 @@ func (s *Stack) startTemporal(cfg Config, p []int) error {
 	logger := tlog.NewZapLogger(tlog.BuildZapLogger(tlog.Config{Level: "warn", OutputFile: filepath.Join(cfg.StateDir, "temporal.log")}))
 	dc := dynamicconfig.StaticClient{
 		dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key(): true,
-		dynamicconfig.FrontendEnableUpdateWorkflowExecution.Key():  true,
-		dynamicconfig.EnableEagerWorkflowStart.Key():               true,
+		dynamicconfig.FrontendEnableUpdateWorkflowExecution.Key():   true,
+		dynamicconfig.EnableEagerWorkflowStart.Key():                true,
 	}
 	srv, err := temporal.NewServer(
 		temporal.WithConfig(conf),
@@ -361,3 +365,20 @@ func (quietLogger) Info(string, ...interface{})  {}
 func (quietLogger) Warn(string, ...interface{})  {}
 func (quietLogger) Error(string, ...interface{}) {}
 
+// forgetMembers clears the membership table. The state folder is locked, so every host in
+// it belongs to an earlier run of this stack; left in place, a restart on other ports
+// waits for those dead hosts to expire before it serves.
+func forgetMembers(dbPath string) error {
+	if _, err := os.Stat(dbPath); err != nil {
+		return nil
+	}
+	db, err := sql.Open("sqlite", dbPath)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.Exec("DELETE FROM cluster_membership"); err != nil {
+		return fmt.Errorf("reset the Temporal membership table: %w", err)
+	}
+	return nil
+}

@@ -65,3 +65,13 @@ func SeedRehearsal(ctx context.Context, c *registry.Client, registryHost string)
 	}
 	return out, nil
 }
+
+// RehearsalKernels lists the sample releases without their DTK images, for callers that
+// only need to pick a kernel (the starter, to name a release before it starts).
+func RehearsalKernels() StaticSource {
+	out := make(StaticSource, 0, len(RehearsalReleases))
+	for _, r := range RehearsalReleases {
+		out = append(out, Release{OpenShift: r.OpenShift, Kernel: r.KernelVersion, RHELVersion: r.RHELVersion})
+	}
+	return out
+}

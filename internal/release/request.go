@@ -220,14 +220,18 @@ func RHELVersion(kernel string) (string, error) {
 type BuildKey string
 
 // ComputeBuildKey hashes the Dockerfile bytes, the build arguments (sorted by name) and
-// the digest of the Driver Toolkit image the build runs on.
+// the digest of the Driver Toolkit image the build runs on. DTK_AUTO is left out of the
+// arguments: it names the DTK by a pull spec whose registry host may differ between
+// mirrors, and the digest already identifies it.
 func ComputeBuildKey(dockerfile []byte, args map[string]string, dtkDigest string) BuildKey {
 	h := sha256.New()
 	df := sha256.Sum256(dockerfile)
 	fmt.Fprintf(h, "dockerfile=%x\n", df)
 	names := make([]string, 0, len(args))
 	for k := range args {
-		names = append(names, k)
+		if k != ArgDTK {
+			names = append(names, k)
+		}
 	}
 	sort.Strings(names)
 	for _, k := range names {

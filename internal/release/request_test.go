@@ -125,6 +125,8 @@ func TestBuildKey(t *testing.T) {
 	assert.NotEqual(t, k1, release.ComputeBuildKey([]byte("FROM x"), args, "sha256:bb"), "the DTK digest counts")
 	args2 := release.BuildArgs("5.14.0-427.13.1.el9_4.x86_64", "dtk@sha256:aa", release.DriverSet{I915Tag: "other", FirmwareTag: "24WW20.5_881", DriverVersion: "1.2.3"})
 	assert.NotEqual(t, k1, release.ComputeBuildKey([]byte("FROM x"), args2, "sha256:aa"), "build args count")
+	mirrored := release.BuildArgs("5.14.0-427.13.1.el9_4.x86_64", "mirror.example/dtk@sha256:aa", goodRequest().Driver)
+	assert.Equal(t, k1, release.ComputeBuildKey([]byte("FROM x"), mirrored, "sha256:aa"), "the same DTK from another mirror builds the same image")
 	assert.Len(t, k1.Short(), 12)
 }
 

@@ -1,0 +1,296 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"dgpu-release/internal/devstack"
+	"dgpu-release/internal/registry"
+	"dgpu-release/internal/release"
+	"dgpu-release/internal/wiring"
+	"dgpu-release/workflows"
+)
+
+var recordHistory = flag.Bool("record-history", false, "write the history of the retried release to ../workflows/testdata")
+
+// TestMain lets the test binary act as the starter program, so a test can run a second
+// starter process the way a person in another terminal would.
+func TestMain(m *testing.M) {
+	if os.Getenv("STARTER_TEST_AS_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// starter runs the CLI in this process with a private state folder and free ports.
+func starter(t *testing.T, ctx context.Context, state string, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	root := newRoot(&out, &out)
+	full := append([]string{"--state", state}, args...)
+	if len(args) > 0 && args[0] == "release" {
+		full = append(full, "--temporal-port", "0", "--ui-port", "0", "--registry-port", "0", "--no-ui")
+	}
+	root.SetArgs(full)
+	err := root.ExecuteContext(ctx)
+	return out.String(), err
+}
+
+func readRecord(t *testing.T, state, id string) release.Record {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(state, "records", strings.NewReplacer("/", "_", ":", "_").Replace(id)+".json"))
+	require.NoError(t, err)
+	var rec release.Record
+	require.NoError(t, json.Unmarshal(b, &rec))
+	return rec
+}
+
+func gitShow(t *testing.T, state, what string) string {
+	t.Helper()
+	out, err := exec.Command("git", "-C", filepath.Join(state, "forge", "repo"), "show", what).CombinedOutput()
+	require.NoError(t, err, string(out))
+	return string(out)
+}
+
+func gitRevParse(t *testing.T, state string) string {
+	t.Helper()
+	out, err := exec.Command("git", "-C", filepath.Join(state, "forge", "repo"), "rev-parse", "HEAD").CombinedOutput()
+	require.NoError(t, err, string(out))
+	return string(out)
+}
+
+func TestReleaseEndToEndOnTheEmbeddedStack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	state := t.TempDir()
+
+	out, err := starter(t, ctx, state, "release", "--trigger", "kernel")
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "rehearsal stand-in", "stand-ins say what they are")
+	id := release.WorkflowID("5.14.0-427.37.1.el9_4.x86_64", "1.2.0")
+	assert.Contains(t, out, id+": RELEASED")
+	rec := readRecord(t, state, id)
+	require.Equal(t, release.OutcomeReleased, rec.Outcome)
+	require.NotNil(t, rec.Published)
+	require.NotNil(t, rec.Certification)
+	assert.True(t, rec.Certification.Passed)
+	assert.Equal(t, "root", rec.Certification.Policy)
+	assert.Len(t, rec.Certification.Results.Passed, 6)
+	assert.Len(t, rec.Certification.NotRun, 3)
+
+	// The registry holds the image under its tag, by the recorded digest (read back from
+	// the state folder with a fresh registry server: it survived the stack's stop).
+	h, err := registry.NewServer(filepath.Join(state, "registry"), nil)
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	digest, ok, err := registry.NewClient().Digest(ctx, host+"/"+wiring.ReleasePath+":"+rec.Published.Tag)
+	require.NoError(t, err)
+	require.True(t, ok, "the release repository holds the tag")
+	assert.Equal(t, rec.Published.Digest, digest)
+	img, err := registry.NewClient().Image(ctx, host+"/"+wiring.ReleasePath+"@"+digest)
+	require.NoError(t, err)
+	cf, err := img.ConfigFile()
+	require.NoError(t, err)
+	assert.Equal(t, "1.2.0", cf.Config.Labels["version"], "labels come from the Dockerfile with the build args")
+	assert.Equal(t, "5.14.0-427.37.1.el9_4.x86_64", cf.Config.Labels["release"])
+	stagingTags, err := registry.NewClient().Tags(ctx, host+"/"+wiring.StagingPath)
+	require.NoError(t, err)
+	srv.Close()
+
+	// The release table row is committed.
+	table := gitShow(t, state, "HEAD:release/README.md")
+	assert.Contains(t, table, "| `"+rec.Published.Repository+":1.2.0-5.14.0-427.37.1.el9_4.x86_64` | i915 `I915_24WW30.4_803.75_23.10.54_231129.76`, firmware `24WW20.5_881` | 9.4 | 4.17.0 |")
+	assert.Equal(t, rec.TableCommit, strings.TrimSpace(gitRevParse(t, state)))
+
+	// The second run of the same release builds nothing.
+	out, err = starter(t, ctx, state, "release", "--trigger", "kernel")
+	require.NoError(t, err, out)
+	rec2 := readRecord(t, state, id)
+	assert.Equal(t, release.OutcomeAlreadyReleased, rec2.Outcome)
+	assert.Equal(t, rec.Published.Digest, rec2.Published.Digest)
+	require.Len(t, rec2.Attempts, 1)
+	assert.Equal(t, release.StepResolve, rec2.Attempts[0].Step)
+
+	h, err = registry.NewServer(filepath.Join(state, "registry"), nil)
+	require.NoError(t, err)
+	srv = httptest.NewServer(h)
+	defer srv.Close()
+	tags, err := registry.NewClient().Tags(ctx, strings.TrimPrefix(srv.URL, "http://")+"/"+wiring.StagingPath)
+	require.NoError(t, err)
+	assert.Equal(t, stagingTags, tags, "no new build was staged")
+}
+
+func TestFailedReleaseIsRetriedFromASecondProcess(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	state := t.TempDir()
+	id := release.WorkflowID("5.14.0-427.26.1.el9_4.x86_64", "1.2.0")
+
+	type result struct {
+		out string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, err := starter(t, ctx, state, "release", "--trigger", "manual", "--ocp", "4.16.3", "--fail-at", "gpu-test")
+		done <- result{out, err}
+	}()
+
+	// A second process: this test binary run as the starter, finding the stack through
+	// the state folder, as a person in another terminal would.
+	second := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, os.Args[0], append([]string{"--state", state}, args...)...)
+		cmd.Env = append(os.Environ(), "STARTER_TEST_AS_MAIN=1")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		out, err := second("status", id, "--json")
+		if !assert.NoError(c, err, out) {
+			return
+		}
+		var st release.Status
+		if assert.NoError(c, json.Unmarshal([]byte(out), &st)) {
+			assert.Equal(c, release.StepWaiting, st.Step)
+		}
+	}, time.Minute, 200*time.Millisecond)
+
+	out, err := second("status", id)
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "✖ gpu-test failed")
+	assert.Contains(t, out, "clinfo: Number of platforms 0")
+	assert.Contains(t, out, "debug:  oc rsh -n intel-dgpu-debug pod/")
+
+	out, err = second("debug", id)
+	require.NoError(t, err, out)
+	assert.True(t, strings.HasPrefix(out, "oc rsh -n intel-dgpu-debug pod/dgpu-debug-"), out)
+	debugFiles, _ := filepath.Glob(filepath.Join(state, "debug", "*.yaml"))
+	assert.Len(t, debugFiles, 1, "the debug workload's manifests are rendered")
+
+	out, err = second("list", "--step", "waiting-for-human")
+	require.NoError(t, err, out)
+	assert.Contains(t, out, id)
+
+	out, err = second("signal", id, "abort")
+	require.Error(t, err, "abort without a reason is refused")
+	assert.Contains(t, out, "reason is required")
+	out, err = second("signal", id, "retry", "--ref", "bad ref")
+	require.Error(t, err)
+	assert.Contains(t, out, `dockerfile_ref "bad ref" is not valid`)
+
+	out, err = second("signal", id, "retry", "--reason", "node was flaky", "--by", "alice")
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "retry accepted")
+
+	var r result
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		t.Fatal("the release did not finish after retry")
+	}
+	require.NoError(t, r.err, r.out)
+	assert.Contains(t, r.out, id+": RELEASED")
+	rec := readRecord(t, state, id)
+	assert.Equal(t, 2, rec.Round)
+	assert.Len(t, rec.Issues, 1)
+	assert.Equal(t, "alice", rec.Actions[len(rec.Actions)-1].By)
+	debugFiles, _ = filepath.Glob(filepath.Join(state, "debug", "*.yaml"))
+	assert.Empty(t, debugFiles, "the debug workload is removed after success")
+	issue, err := os.ReadFile(strings.TrimPrefix(rec.Issues[0], "file://"))
+	require.NoError(t, err)
+	assert.Contains(t, string(issue), "state: closed")
+	assert.Contains(t, string(issue), "The release ended as **released**")
+}
+
+// The history the real server recorded replays against the current workflow code; with
+// -record-history it is kept under workflows/testdata for the replay tests there.
+func TestRecordedHistoryReplays(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	state := t.TempDir()
+	id := release.WorkflowID("5.14.0-284.73.1.el9_2.x86_64", "1.2.0")
+	done := make(chan error, 1)
+	go func() {
+		out, err := starter(t, ctx, state, "release", "--trigger", "manual", "--ocp", "4.14.30", "--fail-at", "build", "--require-approval")
+		if err != nil {
+			err = fmt.Errorf("%w: %s", err, out)
+		}
+		done <- err
+	}()
+	// Steer it in process: retry after the failure, then approve at the gate.
+	var c client.Client
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		var err error
+		if c == nil {
+			c, err = (&app{stateDir: state}).dial(ctx)
+			if !assert.NoError(ct, err) {
+				return
+			}
+		}
+		v, err := c.QueryWorkflow(ctx, id, "", release.QueryStatus)
+		if !assert.NoError(ct, err) {
+			return
+		}
+		var st release.Status
+		require.NoError(t, v.Get(&st))
+		assert.Equal(ct, release.StepWaiting, st.Step)
+	}, time.Minute, 200*time.Millisecond)
+	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: id, UpdateName: release.ActionRetry, Args: []any{release.RetryInput{Reason: "replay test"}}, WaitForStage: client.WorkflowUpdateStageCompleted})
+	require.NoError(t, err)
+	require.NoError(t, h.Get(ctx, nil))
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		err := c.SignalWorkflow(ctx, id, "", release.ActionApprove, release.ReasonInput{By: "replay-test"})
+		assert.NoError(ct, err)
+		v, err := c.QueryWorkflow(ctx, id, "", release.QueryStatus)
+		if assert.NoError(ct, err) {
+			var st release.Status
+			require.NoError(t, v.Get(&st))
+			assert.NotEqual(ct, release.StepApprove, st.Step)
+		}
+	}, time.Minute, 300*time.Millisecond)
+	c.Close()
+	require.NoError(t, <-done)
+
+	// Start the stack again from its state folder and read the history back.
+	stack, err := devstack.Start(ctx, devstack.Config{StateDir: state, NoUI: true})
+	require.NoError(t, err)
+	defer stack.Stop()
+	c, err = client.DialContext(ctx, client.Options{HostPort: stack.TemporalAddress, Namespace: stack.Namespace})
+	require.NoError(t, err)
+	defer c.Close()
+	var events []*historypb.HistoryEvent
+	it := c.GetWorkflowHistory(ctx, id, "", false, 0)
+	for it.HasNext() {
+		e, err := it.Next()
+		require.NoError(t, err)
+		events = append(events, e)
+	}
+	hist := &historypb.History{Events: events}
+	replayer := worker.NewWorkflowReplayer()
+	replayer.RegisterWorkflow(workflows.Release)
+	require.NoError(t, replayer.ReplayWorkflowHistory(nil, hist), "the recorded history replays")
+	if *recordHistory {
+		b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(hist)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile("../workflows/testdata/release_fail_retry_approve.json", b, 0o644))
+	}
+}

@@ -1,0 +1,133 @@
+// Command worker runs the release workflows and activities.
+//
+// It connects to TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE (and the TEMPORAL_TLS_* variables),
+// or with --dev starts the embedded default (Temporal server, web UI and OCI registry in
+// this process) and serves it until stopped, so that `starter` commands in other terminals
+// use it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+
+	"dgpu-release/internal/certify"
+	"dgpu-release/internal/devstack"
+	"dgpu-release/internal/release"
+	"dgpu-release/internal/tclient"
+	"dgpu-release/internal/wiring"
+)
+
+type flags struct {
+	dev                     bool
+	stateDir                string
+	backend                 string
+	registry                string
+	policy                  string
+	projectRepo, driverRepo string
+	logLevel                string
+	frontend, ui, reg       int
+}
+
+func main() {
+	var f flags
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.BoolVar(&f.dev, "dev", false, "start the embedded default (Temporal server, web UI, registry) and serve it")
+	fs.StringVar(&f.stateDir, "state", tclient.DefaultStateDir(), "state folder of the embedded default and the local forge and catalog (env DGPU_STATE_DIR)")
+	fs.StringVar(&f.backend, "backend", "rehearsal", "backends for build, GPU test and debug: rehearsal (stand-ins; the cluster backend is not built yet)")
+	fs.StringVar(&f.registry, "registry", "", "registry host for staged and released images (required without --dev)")
+	fs.StringVar(&f.policy, "policy", string(certify.PolicyRoot), "certification policy: container, root, scratch-nonroot, scratch-root")
+	fs.StringVar(&f.projectRepo, "project-repo", wiring.DefaultProjectRepo, "owner/name that gets issues about failed releases")
+	fs.StringVar(&f.driverRepo, "driver-repo", wiring.DefaultDriverRepo, "owner/name that gets escalated driver bugs")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.IntVar(&f.frontend, "temporal-port", devstack.DefaultFrontendPort, "--dev: Temporal frontend port")
+	fs.IntVar(&f.ui, "ui-port", devstack.DefaultUIPort, "--dev: web UI port")
+	fs.IntVar(&f.reg, "registry-port", devstack.DefaultRegistryPort, "--dev: registry port")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, f); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, f flags) error {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return fmt.Errorf("--log-level %q is not valid: accepted are debug, info, warn, error", f.logLevel)
+	}
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	slog.SetDefault(logger)
+	if f.backend != "rehearsal" {
+		return fmt.Errorf("--backend %q is not available: accepted is rehearsal (the cluster backend comes with the OpenShift adapters)", f.backend)
+	}
+	policy, err := certify.ParsePolicy(f.policy)
+	if err != nil {
+		return fmt.Errorf("--%w", err)
+	}
+	opts, err := tclient.FromEnv(logger)
+	if err != nil {
+		return err
+	}
+	registryHost := f.registry
+	if f.dev {
+		if tclient.Configured() {
+			return fmt.Errorf("--dev starts its own Temporal server: unset %s, or drop --dev to use it", tclient.EnvAddress)
+		}
+		start := time.Now()
+		stack, err := devstack.Start(ctx, devstack.Config{StateDir: f.stateDir, FrontendPort: f.frontend, UIPort: f.ui, RegistryPort: f.reg})
+		if err != nil {
+			return err
+		}
+		defer stack.Stop()
+		logger.Info("embedded default started", "temporal", stack.TemporalAddress, "ui", stack.UIURL, "registry", stack.RegistryHost, "state", f.stateDir, "ready_ms", time.Since(start).Milliseconds())
+		opts.HostPort, opts.Namespace = stack.TemporalAddress, stack.Namespace
+		registryHost = stack.RegistryHost
+	} else {
+		if !tclient.Configured() {
+			return fmt.Errorf("no Temporal service: set %s (and %s), or run with --dev for the embedded default", tclient.EnvAddress, tclient.EnvNamespace)
+		}
+		if registryHost == "" {
+			return errors.New("--registry is required without --dev: the registry host that receives staged and released images")
+		}
+	}
+	set, err := wiring.Rehearsal(ctx, wiring.Options{StateDir: f.stateDir, RegistryHost: registryHost, ProjectRepo: f.projectRepo, DriverRepo: f.driverRepo, Policy: policy})
+	if err != nil {
+		return err
+	}
+	for _, s := range set.StandIns() {
+		logger.Warn("stand-in in use", "what", s)
+	}
+	c, err := client.DialContext(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("connect to Temporal at %s: %w", opts.HostPort, err)
+	}
+	defer c.Close()
+	w := worker.New(c, release.TaskQueue, worker.Options{})
+	set.Register(w)
+	logger.Info("worker polling", "task_queue", release.TaskQueue, "namespace", opts.Namespace, "backends", set.Describe())
+	if f.dev {
+		fmt.Fprintf(os.Stderr, "\nEmbedded default is up. In another terminal:\n  go run ./starter release --trigger kernel\n  go run ./starter list\n")
+	}
+	errCh := make(chan error, 1)
+	go func() { errCh <- w.Run(worker.InterruptCh()) }()
+	select {
+	case <-ctx.Done():
+		w.Stop()
+		return nil
+	case err := <-errCh:
+		return err
+	}
+}
