@@ -14,6 +14,8 @@ import (
 type Certifier struct {
 	Registry Registry
 	Config   Config
+	// UBI says which layers are certified UBI layers (BasedOnUbi); nil makes that check an error.
+	UBI certify.UBISource
 }
 
 // CertifyInput names the image to certify.
@@ -42,7 +44,7 @@ func (a *Certifier) CertifyImage(ctx context.Context, in CertifyInput) (release.
 	if policy == "" {
 		policy = certify.PolicyRoot
 	}
-	res, err := certify.Run(ctx, certify.Target{Ref: ref, Repository: d.Context().RepositoryStr(), Tags: tags, Image: img}, certify.Options{Policy: policy})
+	res, err := certify.Run(ctx, certify.Target{Ref: ref, Repository: d.Context().RepositoryStr(), Tags: tags, Image: img}, certify.Options{Policy: policy, UBI: a.UBI})
 	if err != nil {
 		return release.CertificationResult{}, err
 	}

@@ -58,8 +58,8 @@ func (a *Publisher) PublishImage(ctx context.Context, in PublishInput) (PublishO
 		Repositories:      []catalog.Repository{{Registry: repo.RegistryStr(), Repository: repo.RepositoryStr(), Tags: []string{in.Resolved.ImageTag}}},
 		Certified:         in.Certification != nil && in.Certification.Passed,
 		BuildKey:          in.Resolved.BuildKey, Kernel: in.Resolved.Kernel, DriverVersion: in.Driver.DriverVersion, OpenShift: in.Resolved.OpenShiftVersion,
-		TestResults:       in.Certification,
-		CreationDate:      activity.GetInfo(ctx).StartedTime,
+		TestResults:  in.Certification,
+		CreationDate: activity.GetInfo(ctx).StartedTime,
 	})
 	if err != nil {
 		return PublishOutput{}, fmt.Errorf("catalog record for %s: %w", out.Image.Ref(), err)

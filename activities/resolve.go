@@ -30,8 +30,8 @@ type ResolveInput struct {
 type ResolveOutput struct {
 	Resolved release.Resolved `json:"resolved"`
 	// Published is set when an image with the same build key is already published.
-	Published *release.Image  `json:"published,omitempty"`
-	CatalogID string          `json:"catalog_id,omitempty"`
+	Published *release.Image   `json:"published,omitempty"`
+	CatalogID string           `json:"catalog_id,omitempty"`
 	Evidence  release.Evidence `json:"evidence"`
 }
 

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path"
 	"sort"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"dgpu-release/internal/release"
+	"dgpu-release/internal/rpm"
 )
 
 // Engine identifies this implementation in results documents.
@@ -104,8 +106,14 @@ type Entry struct {
 
 // LayerInfo is what the single pass keeps of a layer.
 type LayerInfo struct {
-	Digest  string
+	Digest  string // compressed, as in the manifest
+	DiffID  string // uncompressed, as in the config's rootfs
 	Entries []Entry
+	// RPMChanged is set when the layer writes (or deletes) the rpm database; Packages is
+	// then the package set after this layer.
+	RPMChanged bool
+	RPMPath    string
+	Packages   []rpm.Package
 }
 
 // Inspection is everything the checks may judge.
@@ -117,6 +125,26 @@ type Inspection struct {
 	Layers     []LayerInfo
 	// Files is the final filesystem after applying every layer and its whiteouts.
 	Files map[string]Entry
+}
+
+// HasRPMDB reports whether any layer holds an rpm database.
+func (in *Inspection) HasRPMDB() bool {
+	for _, l := range in.Layers {
+		if l.RPMChanged {
+			return true
+		}
+	}
+	return false
+}
+
+// PackagesAfter is the package set once layer i is applied (nil before any rpm database).
+func (in *Inspection) PackagesAfter(i int) []rpm.Package {
+	for ; i >= 0; i-- {
+		if in.Layers[i].RPMChanged {
+			return in.Layers[i].Packages
+		}
+	}
+	return nil
 }
 
 // Target is an image to certify.
@@ -146,7 +174,11 @@ func Inspect(ctx context.Context, t Target) (*Inspection, error) {
 		if err != nil {
 			return nil, err
 		}
-		info := LayerInfo{Digest: d.String()}
+		diffID, err := l.DiffID()
+		if err != nil {
+			return nil, err
+		}
+		info := LayerInfo{Digest: d.String(), DiffID: diffID.String()}
 		rc, err := l.Uncompressed()
 		if err != nil {
 			return nil, fmt.Errorf("layer %d (%s): %w", i, d, err)
@@ -162,12 +194,21 @@ func Inspect(ctx context.Context, t Target) (*Inspection, error) {
 	return in, nil
 }
 
+// maxRPMDB bounds the rpm database copied out of a layer.
+const maxRPMDB = 1 << 30
+
 func readLayer(r io.Reader, info *LayerInfo) error {
 	tr := tar.NewReader(r)
+	var dbFile string
+	defer func() {
+		if dbFile != "" {
+			os.Remove(dbFile)
+		}
+	}()
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			return nil
+			break
 		}
 		if err != nil {
 			return err
@@ -182,7 +223,47 @@ func readLayer(r io.Reader, info *LayerInfo) error {
 			e = Entry{Path: dir + strings.TrimPrefix(base, ".wh."), Whiteout: true}
 		}
 		info.Entries = append(info.Entries, e)
+		if rank := rpmDBRank(e.Path); rank >= 0 && (info.RPMPath == "" || rank < rpmDBRank(info.RPMPath)) {
+			info.RPMChanged, info.RPMPath, info.Packages = true, e.Path, []rpm.Package{}
+			if e.Whiteout || (h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA) {
+				continue
+			}
+			// rpm databases are read from a file: copy this one out of the stream.
+			if dbFile != "" {
+				os.Remove(dbFile)
+			}
+			f, err := os.CreateTemp("", "rpmdb-*")
+			if err != nil {
+				return err
+			}
+			dbFile = f.Name()
+			_, err = io.Copy(f, io.LimitReader(tr, maxRPMDB))
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("copy /%s: %w", e.Path, err)
+			}
+		}
 	}
+	if dbFile != "" {
+		pkgs, err := rpm.ReadFile(dbFile)
+		if err != nil {
+			return fmt.Errorf("/%s: %w", info.RPMPath, err)
+		}
+		info.Packages = pkgs
+	}
+	return nil
+}
+
+// rpmDBRank is the preference of an rpm database path (lower is preferred), or -1.
+func rpmDBRank(p string) int {
+	for i, d := range rpm.DatabasePaths {
+		if p == d {
+			return i
+		}
+	}
+	return -1
 }
 
 func apply(files map[string]Entry, entries []Entry) {
@@ -208,9 +289,12 @@ func removeUnder(files map[string]Entry, dir string) {
 	}
 }
 
-// Options choose the policy and the checks an engine has.
+// Options choose the policy and where certified UBI layers come from.
 type Options struct {
 	Policy Policy
+	// UBI answers which of an image's layers are certified UBI layers (BasedOnUbi).
+	// Without it, BasedOnUbi reports an error, never a pass.
+	UBI UBISource
 }
 
 // Run inspects the image once and runs the policy's checks.
@@ -234,13 +318,9 @@ func Run(ctx context.Context, t Target, opts Options) (release.CertificationResu
 		Policy:      string(policy),
 		Results:     release.CheckResults{Passed: []release.CheckOutcome{}, Failed: []release.CheckOutcome{}, Errors: []release.CheckOutcome{}},
 	}
-	all := Checks()
+	all := Checks(opts)
 	for _, n := range names {
-		c, ok := all[n]
-		if !ok {
-			res.NotRun = append(res.NotRun, release.CheckOutcome{Name: n, Reason: notYet[n]})
-			continue
-		}
+		c := all[n]
 		start := time.Now()
 		r := c.Validate(ctx, in)
 		o := release.CheckOutcome{Name: c.Name(), Description: c.Description(), Help: c.Help(), Reason: r.Reason, ElapsedTime: time.Since(start).Milliseconds()}
@@ -255,14 +335,6 @@ func Run(ctx context.Context, t Target, opts Options) (release.CertificationResu
 	}
 	res.Passed = len(res.Results.Failed) == 0 && len(res.Results.Errors) == 0
 	return res, nil
-}
-
-// notYet names the checks this engine does not run yet, and why. They are listed in the
-// results document as not run; they are never reported as passed.
-var notYet = map[string]string{
-	HasNoProhibitedPackages: "not run: needs the rpm database reader, not built into this engine yet",
-	HasModifiedFiles:        "not run: needs the rpm database reader, not built into this engine yet",
-	BasedOnUbi:              "not run: needs the certified UBI layer list (catalog API or list file), not configured in this engine yet",
 }
 
 // Summary is a one-line account of a result.

@@ -11,6 +11,7 @@ import (
 	"dgpu-release/internal/certify"
 	"dgpu-release/internal/registry"
 	"dgpu-release/internal/release"
+	"dgpu-release/internal/rpm"
 )
 
 func goodLabels() map[string]string {
@@ -32,7 +33,7 @@ func image(t *testing.T, layers [][]registry.File, cfg v1.Config) v1.Image {
 
 func run(t *testing.T, tgt certify.Target, check string) release.CheckOutcome {
 	t.Helper()
-	res, err := certify.Run(context.Background(), tgt, certify.Options{Policy: certify.PolicyContainer})
+	res, err := certify.Run(context.Background(), tgt, certify.Options{Policy: certify.PolicyContainer, UBI: certify.ListFile{Path: "/nonexistent"}})
 	require.NoError(t, err)
 	for _, group := range []struct {
 		name string
@@ -110,25 +111,26 @@ func TestEachCheckPassesAndFails(t *testing.T) {
 }
 
 func TestRootPolicyForDriverImages(t *testing.T) {
+	base := baseLayer(t, []rpm.Package{bashPkg("5.1.8")})
 	tgt := certify.Target{Ref: "r@sha256:1", Repository: "intel/intel-dgpu-driver", Tags: []string{"1.2.3-k"},
-		Image: image(t, [][]registry.File{{{Path: "/licenses/LICENSE", Content: []byte("GPL")}}}, v1.Config{Labels: goodLabels()})}
-	res, err := certify.Run(context.Background(), tgt, certify.Options{Policy: certify.PolicyRoot})
+		Image: imageWith(t, []v1.Layer{base, layerOf(t, registry.File{Path: "/licenses/LICENSE", Content: []byte("GPL")})}, v1.Config{Labels: goodLabels()})}
+	diffID, err := base.DiffID()
 	require.NoError(t, err)
-	assert.True(t, res.Passed, "a root driver image passes under the root-exception policy: %+v", res.Results)
-	for _, o := range append(append(res.Results.Passed, res.Results.Failed...), res.Results.Errors...) {
+	opts := certify.Options{Policy: certify.PolicyRoot, UBI: listFile(t, diffID.String())}
+	res, err := certify.Run(context.Background(), tgt, opts)
+	require.NoError(t, err)
+	assert.True(t, res.Passed, "a root driver image on a certified base passes under the root-exception policy: %+v", res.Results)
+	assert.Len(t, res.Results.Passed, 9, "all nine checks of the root policy run")
+	for _, o := range res.Results.Passed {
 		assert.NotEqual(t, certify.RunAsNonRoot, o.Name, "the root policy drops RunAsNonRoot")
 	}
-	names := []string{}
-	for _, n := range res.NotRun {
-		names = append(names, n.Name)
-		assert.Contains(t, n.Reason, "not run")
-	}
-	assert.ElementsMatch(t, []string{certify.HasNoProhibitedPackages, certify.HasModifiedFiles, certify.BasedOnUbi}, names, "unimplemented checks are listed as not run, never as passed")
-	assert.Contains(t, certify.Summary(res), "3 not run")
+	assert.Empty(t, res.NotRun)
 
-	res, err = certify.Run(context.Background(), tgt, certify.Options{Policy: certify.PolicyContainer})
+	opts.Policy = certify.PolicyContainer
+	res, err = certify.Run(context.Background(), tgt, opts)
 	require.NoError(t, err)
 	assert.False(t, res.Passed, "the same image fails the container policy: it runs as root")
+	assert.Equal(t, certify.RunAsNonRoot, res.Results.Failed[0].Name)
 
 	_, err = certify.ParsePolicy("strict")
 	require.ErrorContains(t, err, "one of container, root, scratch-nonroot, scratch-root")

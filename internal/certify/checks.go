@@ -8,10 +8,11 @@ import (
 	"strings"
 )
 
-// Checks returns every check this engine implements, by name.
-func Checks() map[string]Check {
+// Checks returns every check, by name.
+func Checks(opts Options) map[string]Check {
 	list := []Check{
-		hasLicense{}, hasUniqueTag{}, layerCount{}, requiredLabels{}, prohibitedLabels{}, runAsNonRoot{}, prohibitedName{},
+		hasLicense{}, hasUniqueTag{}, layerCount{}, prohibitedPackages{}, requiredLabels{}, prohibitedLabels{}, runAsNonRoot{},
+		modifiedFiles{}, basedOnUBI{source: opts.UBI}, prohibitedName{},
 	}
 	m := make(map[string]Check, len(list))
 	for _, c := range list {

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -24,6 +25,7 @@ import (
 	"dgpu-release/docker"
 	"dgpu-release/internal/registry"
 	"dgpu-release/internal/release"
+	"dgpu-release/internal/rpm"
 )
 
 // Notes that say plainly what each stand-in is.
@@ -100,9 +102,6 @@ func assemble(df docker.Dockerfile, spec release.BuildSpec) (v1.Image, error) {
 		return []byte(fmt.Sprintf("%s\n%s, built for kernel %s from i915 backports %s and firmware %s\n", BuildNote, what, k, spec.Args[release.ArgI915], spec.Args[release.ArgFirmware]))
 	}
 	layerFiles := [][]registry.File{
-		{ // the base the real image takes from UBI minimal
-			{Path: "/etc/os-release", Content: []byte("NAME=\"dgpu-release rehearsal base\"\nID=rehearsal\n# " + BuildNote + "\n")},
-		},
 		{
 			{Path: "/licenses/i915/COPYING", Content: []byte("GNU GENERAL PUBLIC LICENSE Version 2 (the i915 backports' license, stand-in text)\n")},
 			{Path: "/licenses/firmware/LICENSE", Content: []byte("Intel firmware redistribution license (stand-in text)\n")},
@@ -117,7 +116,11 @@ func assemble(df docker.Dockerfile, spec release.BuildSpec) (v1.Image, error) {
 			{Path: "/firmware/i915/pvc_guc_70.bin", Content: stub("Max (pvc) GuC firmware placeholder")},
 		},
 	}
-	var layers []v1.Layer
+	base, err := BaseLayer()
+	if err != nil {
+		return nil, err
+	}
+	layers := []v1.Layer{base}
 	for _, files := range layerFiles {
 		l, err := registry.Layer(files)
 		if err != nil {
@@ -128,6 +131,58 @@ func assemble(df docker.Dockerfile, spec release.BuildSpec) (v1.Image, error) {
 	labels := df.ExpandLabels(spec.Args)
 	labels[StandInLabel] = BuildNote
 	return registry.Assemble(layers, v1.Config{Labels: labels, User: df.Final().User, Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"}})
+}
+
+// BaseNote says what the rehearsal base layer is.
+const BaseNote = "rehearsal stand-in: the base layer stands in for UBI minimal (a few files and a real rpm database listing stand-in packages) and is listed as certified only in the embedded default's own UBI layer list"
+
+// basePackages are the stand-in packages of the base layer, with the files they own.
+var basePackages = []rpm.Package{
+	{Name: "dgpu-rehearsal-base-release", Version: "9.4", Release: "1", Arch: "noarch", Files: []rpm.File{
+		{Path: "/etc/os-release", Mode: 0o100644, Flags: rpm.FileConfig},
+	}},
+	{Name: "kmod", Version: "28", Release: "9.el9", Arch: "x86_64", Files: []rpm.File{
+		{Path: "/usr/bin/kmod", Mode: 0o100755},
+		{Path: "/usr/sbin/modprobe", Mode: 0o120777},
+		{Path: "/usr/sbin/depmod", Mode: 0o120777},
+	}},
+}
+
+var base struct {
+	once  sync.Once
+	layer v1.Layer
+	err   error
+}
+
+// BaseLayer is the stand-in for the UBI minimal base: the same bytes every time.
+func BaseLayer() (v1.Layer, error) {
+	base.once.Do(func() {
+		db, err := rpm.SQLiteBytes(basePackages)
+		if err != nil {
+			base.err = err
+			return
+		}
+		base.layer, base.err = registry.Layer([]registry.File{
+			{Path: "/etc/os-release", Content: []byte("NAME=\"dgpu-release rehearsal base\"\nID=rehearsal\n# " + BaseNote + "\n")},
+			{Path: "/usr/bin/kmod", Mode: 0o755, Content: []byte("#!/bin/sh\n# " + BaseNote + "\n")},
+			{Path: "/var/lib/rpm/rpmdb.sqlite", Content: db},
+		})
+	})
+	return base.layer, base.err
+}
+
+// WriteUBIList writes the embedded default's certified UBI layer list: the stand-in base
+// layer, marked as such.
+func WriteUBIList(path string) error {
+	l, err := BaseLayer()
+	if err != nil {
+		return err
+	}
+	id, err := l.DiffID()
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte("# "+BaseNote+"\n"+id.String()+"\n"), 0o644)
 }
 
 // Tester checks the staged image in place of a GPU node.

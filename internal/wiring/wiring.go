@@ -82,6 +82,10 @@ func Rehearsal(ctx context.Context, o Options) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
+	ubiList := filepath.Join(o.StateDir, "certified-ubi-layers.txt")
+	if err := rehearsal.WriteUBIList(ubiList); err != nil {
+		return nil, err
+	}
 	cfg := activities.Config{
 		StagingRepo: o.RegistryHost + "/" + StagingPath,
 		ReleaseRepo: o.RegistryHost + "/" + ReleasePath,
@@ -92,7 +96,7 @@ func Rehearsal(ctx context.Context, o Options) (*Set, error) {
 		Resolver:  &activities.Resolver{Kernels: kernels, Forge: fg, Registry: reg, Catalog: cat, Config: cfg},
 		Builds:    &activities.Builds{Builder: &rehearsal.Builder{Registry: reg}, Forge: fg, Config: cfg},
 		GPUTests:  &activities.GPUTests{Tester: &rehearsal.Tester{Registry: reg}},
-		Certifier: &activities.Certifier{Registry: reg, Config: cfg},
+		Certifier: &activities.Certifier{Registry: reg, Config: cfg, UBI: certify.ListFile{Path: ubiList, Note: "rehearsal stand-in"}},
 		Publisher: &activities.Publisher{Registry: reg, Catalog: cat, Config: cfg},
 		Tables:    &activities.Tables{Forge: fg},
 		Issues:    &activities.Issues{Forge: fg, Config: cfg},
@@ -105,7 +109,7 @@ func Rehearsal(ctx context.Context, o Options) (*Set, error) {
 
 // StandIns lists what the set does not do for real, for the programs to print.
 func (s *Set) StandIns() []string {
-	return []string{ocp.StandInNote, rehearsal.BuildNote, rehearsal.TestNote, rehearsal.DebugNote, catalog.LocalStandInNote, forge.LocalStandInNote}
+	return []string{ocp.StandInNote, rehearsal.BuildNote, rehearsal.BaseNote, rehearsal.TestNote, rehearsal.DebugNote, catalog.LocalStandInNote, forge.LocalStandInNote}
 }
 
 // Register registers the workflows and every activity on a worker.
