@@ -86,6 +86,10 @@ func stepError(err error) error {
 	if errors.As(err, &fe) {
 		return temporal.NewNonRetryableApplicationError(err.Error(), release.ErrTypeInvalidInput, nil)
 	}
+	var perm interface{ Permanent() bool }
+	if errors.As(err, &perm) && perm.Permanent() {
+		return temporal.NewNonRetryableApplicationError(err.Error(), release.ErrTypePermanent, nil)
+	}
 	if errors.Is(err, registry.ErrTagConflict) {
 		return temporal.NewNonRetryableApplicationError(err.Error(), release.ErrTypeTagConflict, nil,
 			release.Evidence{Step: release.StepPublish, Summary: err.Error()})

@@ -35,7 +35,7 @@ func (a *Builds) BuildImage(ctx context.Context, in BuildInput) (release.BuildOu
 		return release.BuildOutput{}, stepError(err)
 	}
 	spec := release.BuildSpec{
-		Name: BuildName(in.Resolved.BuildKey, in.Round), WorkflowID: in.WorkflowID, Round: in.Round,
+		Name: BuildName(in.Resolved.BuildKey, in.Round), WorkflowID: in.WorkflowID, Round: in.Round, BuildKey: in.Resolved.BuildKey,
 		Dockerfile: df, DockerfileCommit: commit, Args: in.Resolved.BuildArgs,
 		StagingRepo: a.Config.StagingRepo, Tag: in.Resolved.ImageTag + "-" + in.Resolved.BuildKey.Short(),
 		Rehearsal: in.Rehearsal,

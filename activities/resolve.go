@@ -77,23 +77,32 @@ func (a *Resolver) Resolve(ctx context.Context, in ResolveInput) (ResolveOutput,
 		Summary: fmt.Sprintf("OpenShift %s ships kernel %s (RHEL %s); build key %s", rel.OpenShift, rel.Kernel, rhel, out.Resolved.BuildKey.Short()),
 		Details: map[string]string{"dtk_image": rel.DTKImage, "dockerfile_commit": commit, "build_key": string(out.Resolved.BuildKey)}}
 
-	rec, err := a.Catalog.FindByBuildKey(ctx, out.Resolved.BuildKey)
-	if err != nil {
-		return ResolveOutput{}, fmt.Errorf("catalog lookup: %w", err)
+	// Published means: the release tag holds an image built from this key.
+	ref := a.Config.ReleaseRepo + ":" + out.Resolved.ImageTag
+	digest, ok, err := a.Registry.Digest(ctx, ref)
+	if err != nil || !ok {
+		return out, err
 	}
-	if rec == nil {
-		return out, nil
-	}
-	digest, ok, err := a.Registry.Digest(ctx, a.Config.ReleaseRepo+":"+out.Resolved.ImageTag)
+	pub, err := a.Registry.Image(ctx, ref)
 	if err != nil {
 		return ResolveOutput{}, err
 	}
-	if ok && digest == rec.DockerImageDigest {
-		out.Published = &release.Image{Repository: a.Config.ReleaseRepo, Tag: out.Resolved.ImageTag, Digest: digest}
+	cf, err := pub.ConfigFile()
+	if err != nil {
+		return ResolveOutput{}, fmt.Errorf("read %s: %w", ref, err)
+	}
+	if got := cf.Config.Labels[release.LabelBuildKey]; got != string(out.Resolved.BuildKey) {
+		ev := out.Evidence
+		ev.Summary = fmt.Sprintf("%s already holds %s, built from other inputs (build key %q, not %s): a changed Dockerfile or Driver Toolkit needs a new driver version, or a human to decide",
+			ref, digest, got, out.Resolved.BuildKey.Short())
+		return ResolveOutput{}, stepError(&release.StepFailure{Evidence: ev})
+	}
+	out.Published = &release.Image{Repository: a.Config.ReleaseRepo, Tag: out.Resolved.ImageTag, Digest: digest}
+	out.Evidence.Summary += "; already published as " + out.Published.Ref()
+	if rec, err := a.Catalog.FindByDigest(ctx, digest); err != nil {
+		return ResolveOutput{}, fmt.Errorf("catalog lookup of %s: %w", digest, err)
+	} else if rec != nil {
 		out.CatalogID = rec.ID
-		out.Evidence.Summary += fmt.Sprintf("; already published as %s", out.Published.Ref())
-	} else {
-		out.Evidence.Summary += "; the catalog knows this build key but the release repository does not hold it: rebuilding"
 	}
 	return out, nil
 }

@@ -45,8 +45,8 @@ type Image struct {
 
 // Catalog finds and records published images.
 type Catalog interface {
-	// FindByBuildKey returns the published image built from this key, or nil.
-	FindByBuildKey(ctx context.Context, key release.BuildKey) (*Image, error)
+	// FindByDigest returns the record of an image digest, or nil.
+	FindByDigest(ctx context.Context, digest string) (*Image, error)
 	// Record creates the record for img.DockerImageDigest, or updates it in place; the ID
 	// is stable for a digest.
 	Record(ctx context.Context, img Image) (Image, error)
@@ -74,20 +74,22 @@ func idFor(digest string) string {
 	return hex.EncodeToString(sum[:12])
 }
 
-// FindByBuildKey scans the records.
-func (l *Local) FindByBuildKey(_ context.Context, key release.BuildKey) (*Image, error) {
+// FindByDigest reads the record of a digest.
+func (l *Local) FindByDigest(_ context.Context, digest string) (*Image, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	all, err := l.list()
+	b, err := os.ReadFile(filepath.Join(l.dir, idFor(digest)+".json"))
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
-	for _, img := range all {
-		if img.BuildKey == key {
-			return &img, nil
-		}
+	var img Image
+	if err := json.Unmarshal(b, &img); err != nil {
+		return nil, fmt.Errorf("catalog record of %s: %w", digest, err)
 	}
-	return nil, nil
+	return &img, nil
 }
 
 // List returns every record, oldest first.

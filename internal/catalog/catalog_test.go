@@ -16,7 +16,7 @@ func TestLocalCatalogIsIdempotent(t *testing.T) {
 	dir := t.TempDir()
 	c, err := catalog.NewLocal(dir)
 	require.NoError(t, err)
-	found, err := c.FindByBuildKey(ctx, "sha256:k")
+	found, err := c.FindByDigest(ctx, "sha256:aa")
 	require.NoError(t, err)
 	assert.Nil(t, found)
 
@@ -39,7 +39,7 @@ func TestLocalCatalogIsIdempotent(t *testing.T) {
 	all, err := c2.List(ctx)
 	require.NoError(t, err)
 	assert.Len(t, all, 1, "one record, found again from the folder")
-	found, err = c2.FindByBuildKey(ctx, "sha256:k")
+	found, err = c2.FindByDigest(ctx, "sha256:aa")
 	require.NoError(t, err)
 	require.NotNil(t, found)
 	assert.Equal(t, "sha256:aa", found.DockerImageDigest)

@@ -130,6 +130,7 @@ func assemble(df docker.Dockerfile, spec release.BuildSpec) (v1.Image, error) {
 	}
 	labels := df.ExpandLabels(spec.Args)
 	labels[StandInLabel] = BuildNote
+	labels[release.LabelBuildKey] = string(spec.BuildKey)
 	return registry.Assemble(layers, v1.Config{Labels: labels, User: df.Final().User, Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"}})
 }
 

@@ -71,6 +71,10 @@ const (
 	OutcomeApprovalTimeout Outcome = "approval-timed-out"
 )
 
+// LabelBuildKey is the image label that carries the build key, so a published image
+// tells which inputs it was built from.
+const LabelBuildKey = "io.dgpu-release.build-key"
+
 // Defaults for the human waits.
 const (
 	DefaultHumanDeadline    = 7 * 24 * time.Hour
@@ -84,4 +88,6 @@ const (
 	ErrTypeInvalidInput = "InvalidInput"
 	ErrTypeStepFailed   = "StepFailed"
 	ErrTypeTagConflict  = "TagConflict"
+	// ErrTypePermanent is an error retrying cannot fix (401, bad input to a service).
+	ErrTypePermanent = "PermanentError"
 )

@@ -12,9 +12,11 @@ type Progress func(msg string)
 type BuildSpec struct {
 	// Name is deterministic for the release and round, so a retried activity finds its own
 	// build instead of starting a second one.
-	Name             string            `json:"name"`
-	WorkflowID       string            `json:"workflow_id"`
-	Round            int               `json:"round"`
+	Name       string `json:"name"`
+	WorkflowID string `json:"workflow_id"`
+	Round      int    `json:"round"`
+	// BuildKey goes on the image as the LabelBuildKey label.
+	BuildKey         BuildKey          `json:"build_key"`
 	Dockerfile       []byte            `json:"dockerfile"`
 	DockerfileCommit string            `json:"dockerfile_commit"`
 	Args             map[string]string `json:"args"`
