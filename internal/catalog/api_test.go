@@ -117,9 +117,6 @@ func (f *fakeCatalog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		json.NewEncoder(w).Encode(page[testResults]{Data: data, Total: len(data)})
-	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/projects/certification/id/"):
-		w.WriteHeader(http.StatusNotFound)
-		fmt.Fprint(w, `{"detail":"The requested URL was not found","status":404}`)
 	case r.URL.Path == "/v1/projects/certification/id/"+testProject+"/artifacts":
 		if r.Method == http.MethodPost {
 			var a artifact
@@ -154,6 +151,9 @@ func (f *fakeCatalog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		json.NewEncoder(w).Encode(map[string]any{"data": map[string]any{"find_images": map[string]any{"error": nil, "data": data}}})
+	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/projects/certification/id/"):
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprint(w, `{"detail":"The requested URL was not found","status":404}`)
 	default:
 		w.WriteHeader(http.StatusNotFound)
 	}
