@@ -16,6 +16,8 @@ type Certifier struct {
 	Config   Config
 	// UBI says which layers are certified UBI layers (BasedOnUbi); nil makes that check an error.
 	UBI certify.UBISource
+	// Preflight, when set and installed, runs instead of the native checks.
+	Preflight *certify.Preflight
 }
 
 // CertifyInput names the image to certify.
@@ -27,26 +29,36 @@ type CertifyInput struct {
 // evidence carries the results document.
 func (a *Certifier) CertifyImage(ctx context.Context, in CertifyInput) (release.CertificationResult, error) {
 	ref := in.Image.Ref()
-	heartbeat(ctx)("reading " + ref)
 	d, err := name.NewDigest(ref)
 	if err != nil {
 		return release.CertificationResult{}, invalid("certify: image %q must be a reference by digest: %v", ref, err)
-	}
-	img, err := a.Registry.Image(ctx, ref)
-	if err != nil {
-		return release.CertificationResult{}, err
-	}
-	tags, err := a.Registry.Tags(ctx, in.Image.Repository)
-	if err != nil {
-		return release.CertificationResult{}, err
 	}
 	policy := a.Config.Policy
 	if policy == "" {
 		policy = certify.PolicyRoot
 	}
-	res, err := certify.Run(ctx, certify.Target{Ref: ref, Repository: d.Context().RepositoryStr(), Tags: tags, Image: img}, certify.Options{Policy: policy, UBI: a.UBI})
-	if err != nil {
-		return release.CertificationResult{}, err
+	var res release.CertificationResult
+	if a.Preflight != nil && a.Preflight.Available() {
+		heartbeat(ctx)("running " + a.Preflight.Binary + " on " + ref)
+		p := *a.Preflight
+		p.Policy = policy
+		if res, err = p.Run(ctx, ref); err != nil {
+			return release.CertificationResult{}, err
+		}
+	} else {
+		heartbeat(ctx)("reading " + ref)
+		img, err := a.Registry.Image(ctx, ref)
+		if err != nil {
+			return release.CertificationResult{}, err
+		}
+		tags, err := a.Registry.Tags(ctx, in.Image.Repository)
+		if err != nil {
+			return release.CertificationResult{}, err
+		}
+		res, err = certify.Run(ctx, certify.Target{Ref: ref, Repository: d.Context().RepositoryStr(), Tags: tags, Image: img}, certify.Options{Policy: policy, UBI: a.UBI})
+		if err != nil {
+			return release.CertificationResult{}, err
+		}
 	}
 	if !res.Passed {
 		var reasons []string

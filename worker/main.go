@@ -36,6 +36,10 @@ type flags struct {
 	projectRepo, driverRepo string
 	logLevel                string
 	frontend, ui, reg       int
+	catalogProject          string
+	catalogURL              string
+	ubiLayers               string
+	preflight               string
 }
 
 func main() {
@@ -49,6 +53,10 @@ func main() {
 	fs.StringVar(&f.projectRepo, "project-repo", wiring.DefaultProjectRepo, "owner/name that gets issues about failed releases")
 	fs.StringVar(&f.driverRepo, "driver-repo", wiring.DefaultDriverRepo, "owner/name that gets escalated driver bugs")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.catalogProject, "catalog-project", "", "certification project ID: record images in the catalog API (key in $DGPU_CATALOG_API_KEY) instead of the local catalog")
+	fs.StringVar(&f.catalogURL, "catalog-url", "", "catalog API base URL (default https://catalog.redhat.com/api/containers/v1/)")
+	fs.StringVar(&f.ubiLayers, "ubi-layers", "", "file of certified UBI layer IDs for BasedOnUbi (default: the catalog API when configured)")
+	fs.StringVar(&f.preflight, "preflight", "", "certify with this installed openshift-preflight binary instead of the native checks")
 	fs.IntVar(&f.frontend, "temporal-port", devstack.DefaultFrontendPort, "--dev: Temporal frontend port")
 	fs.IntVar(&f.ui, "ui-port", devstack.DefaultUIPort, "--dev: web UI port")
 	fs.IntVar(&f.reg, "registry-port", devstack.DefaultRegistryPort, "--dev: registry port")
@@ -103,7 +111,8 @@ func run(ctx context.Context, f flags) error {
 			return errors.New("--registry is required without --dev: the registry host that receives staged and released images")
 		}
 	}
-	set, err := wiring.Rehearsal(ctx, wiring.Options{StateDir: f.stateDir, RegistryHost: registryHost, ProjectRepo: f.projectRepo, DriverRepo: f.driverRepo, Policy: policy})
+	set, err := wiring.Rehearsal(ctx, wiring.Options{StateDir: f.stateDir, RegistryHost: registryHost, ProjectRepo: f.projectRepo, DriverRepo: f.driverRepo, Policy: policy,
+		CatalogProject: f.catalogProject, CatalogURL: f.catalogURL, UBILayers: f.ubiLayers, Preflight: f.preflight})
 	if err != nil {
 		return err
 	}

@@ -34,6 +34,16 @@ type Options struct {
 	ProjectRepo  string
 	DriverRepo   string
 	Policy       certify.Policy
+	// CatalogProject, when set, records published images in the certification catalog
+	// API (key from $DGPU_CATALOG_API_KEY) instead of the local catalog, and asks it for
+	// certified UBI layers unless UBILayers names a list file.
+	CatalogProject string
+	CatalogURL     string
+	// UBILayers is a file of certified UBI layer IDs for BasedOnUbi.
+	UBILayers string
+	// Preflight names an installed preflight binary to certify with instead of the
+	// native checks.
+	Preflight string
 }
 
 // Set is every activity struct, ready to register, plus the local backends for callers
@@ -78,13 +88,35 @@ func Rehearsal(ctx context.Context, o Options) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	cat, err := catalog.NewLocal(filepath.Join(o.StateDir, "catalog"))
+	local, err := catalog.NewLocal(filepath.Join(o.StateDir, "catalog"))
 	if err != nil {
 		return nil, err
 	}
-	ubiList := filepath.Join(o.StateDir, "certified-ubi-layers.txt")
-	if err := rehearsal.WriteUBIList(ubiList); err != nil {
-		return nil, err
+	var cat catalog.Catalog = local
+	var ubi certify.UBISource
+	if o.CatalogProject != "" {
+		api, err := catalog.NewAPI(catalog.APIConfig{BaseURL: o.CatalogURL, ProjectID: o.CatalogProject})
+		if err != nil {
+			return nil, err
+		}
+		cat, ubi = api, catalog.UBILayers{API: api}
+	}
+	switch {
+	case o.UBILayers != "":
+		ubi = certify.ListFile{Path: o.UBILayers}
+	case ubi == nil:
+		ubiList := filepath.Join(o.StateDir, "certified-ubi-layers.txt")
+		if err := rehearsal.WriteUBIList(ubiList); err != nil {
+			return nil, err
+		}
+		ubi = certify.ListFile{Path: ubiList, Note: "rehearsal stand-in"}
+	}
+	var pf *certify.Preflight
+	if o.Preflight != "" {
+		pf = &certify.Preflight{Binary: o.Preflight}
+		if !pf.Available() {
+			return nil, fmt.Errorf("--preflight %q: no such executable (install openshift-preflight, or leave the flag out for the native checks)", o.Preflight)
+		}
 	}
 	cfg := activities.Config{
 		StagingRepo: o.RegistryHost + "/" + StagingPath,
@@ -96,14 +128,14 @@ func Rehearsal(ctx context.Context, o Options) (*Set, error) {
 		Resolver:  &activities.Resolver{Kernels: kernels, Forge: fg, Registry: reg, Catalog: cat, Config: cfg},
 		Builds:    &activities.Builds{Builder: &rehearsal.Builder{Registry: reg}, Forge: fg, Config: cfg},
 		GPUTests:  &activities.GPUTests{Tester: &rehearsal.Tester{Registry: reg}},
-		Certifier: &activities.Certifier{Registry: reg, Config: cfg, UBI: certify.ListFile{Path: ubiList, Note: "rehearsal stand-in"}},
+		Certifier: &activities.Certifier{Registry: reg, Config: cfg, UBI: ubi, Preflight: pf},
 		Publisher: &activities.Publisher{Registry: reg, Catalog: cat, Config: cfg},
 		Tables:    &activities.Tables{Forge: fg},
 		Issues:    &activities.Issues{Forge: fg, Config: cfg},
 		Debug:     &activities.Debug{Deployer: &rehearsal.Debug{Dir: filepath.Join(o.StateDir, "debug")}},
 		Kernels:   kernels,
 		Forge:     fg,
-		Catalog:   cat,
+		Catalog:   local,
 	}, nil
 }
 
