@@ -8,6 +8,7 @@ import (
 	_ "embed"
 	"fmt"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -161,4 +162,31 @@ func unquote(s string) string {
 // I915_RELEASE, FIRMWARE_RELEASE and DRIVER_VERSION build args.
 func (d Dockerfile) PinnedDriver() (i915, firmware, version string) {
 	return d.GlobalArgs["I915_RELEASE"], d.GlobalArgs["FIRMWARE_RELEASE"], d.GlobalArgs["DRIVER_VERSION"]
+}
+
+var pinRE = map[string]*regexp.Regexp{
+	"I915_RELEASE":     regexp.MustCompile(`(?m)^ARG I915_RELEASE=.*$`),
+	"FIRMWARE_RELEASE": regexp.MustCompile(`(?m)^ARG FIRMWARE_RELEASE=.*$`),
+	"DRIVER_VERSION":   regexp.MustCompile(`(?m)^ARG DRIVER_VERSION=.*$`),
+}
+
+// PinDriver rewrites the Dockerfile's pinned driver ARG defaults and checks the result
+// parses and pins what was asked; the rest of the file is kept byte for byte.
+func PinDriver(content []byte, i915, firmware, version string) ([]byte, error) {
+	out := content
+	for name, v := range map[string]string{"I915_RELEASE": i915, "FIRMWARE_RELEASE": firmware, "DRIVER_VERSION": version} {
+		re := pinRE[name]
+		if len(re.FindAllIndex(out, -1)) != 1 {
+			return nil, fmt.Errorf("the Dockerfile must pin ARG %s=<value> on exactly one line", name)
+		}
+		out = re.ReplaceAll(out, []byte("ARG "+name+"="+v))
+	}
+	d, err := Parse(out)
+	if err != nil {
+		return nil, err
+	}
+	if a, b, c := d.PinnedDriver(); a != i915 || b != firmware || c != version {
+		return nil, fmt.Errorf("the bumped Dockerfile pins %s, %s, %s instead", a, b, c)
+	}
+	return out, nil
 }

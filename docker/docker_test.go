@@ -1,6 +1,7 @@
 package docker_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -44,4 +45,16 @@ func TestPinnedDriverIsValid(t *testing.T) {
 	require.NoError(t, err)
 	i915, fw, v := d.PinnedDriver()
 	require.NoError(t, release.DriverSet{I915Tag: i915, FirmwareTag: fw, DriverVersion: v}.Validate(""), "the Dockerfile pins a valid driver set")
+}
+
+func TestPinDriver(t *testing.T) {
+	out, err := docker.PinDriver(docker.DriverDockerfile, "I915_25WW01.1_1", "25WW01.2_2", "2.0.0")
+	require.NoError(t, err)
+	d, err := docker.Parse(out)
+	require.NoError(t, err)
+	a, b, c := d.PinnedDriver()
+	assert.Equal(t, []string{"I915_25WW01.1_1", "25WW01.2_2", "2.0.0"}, []string{a, b, c})
+	assert.Equal(t, len(strings.Split(string(docker.DriverDockerfile), "\n")), len(strings.Split(string(out), "\n")), "only the three lines change")
+	_, err = docker.PinDriver([]byte("FROM x\nARG I915_RELEASE=a\n"), "a", "b", "1.0.0")
+	require.ErrorContains(t, err, "FIRMWARE_RELEASE")
 }
