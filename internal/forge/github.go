@@ -254,6 +254,7 @@ type PullRequest struct {
 	Number  int    `json:"number"`
 	URL     string `json:"url"`
 	Branch  string `json:"branch"`
+	Commit  string `json:"commit"` // head of the branch: the bumped Dockerfile's revision
 	Created bool   `json:"created"`
 	Merged  bool   `json:"merged"`
 }
@@ -309,10 +310,28 @@ func (g *GitHub) BumpDockerfile(ctx context.Context, d release.DriverSet) (PullR
 		return PullRequest{}, fmt.Errorf("bump %s in %s: %w", docker.DriverDockerfilePath, g.project(), err)
 	}
 	msg := fmt.Sprintf("Bump the driver to %s (i915 %s, firmware %s)", d.DriverVersion, d.I915Tag, d.FirmwareTag)
-	if _, _, err := g.writeFile(ctx, branch, docker.DriverDockerfilePath, msg, bumped); err != nil {
+	commit, _, err := g.writeFile(ctx, branch, docker.DriverDockerfilePath, msg, bumped)
+	if err != nil {
 		return PullRequest{}, err
 	}
-	return g.openPullRequest(ctx, branch, msg, "Opened by dgpu-release: the driver repositories published new tags. Once merged, every supported kernel is rebuilt.\n\n"+MarkerComment("bump/"+branch))
+	pr, err := g.openPullRequest(ctx, branch, msg, "Opened by dgpu-release: the driver repositories published new tags. Once merged, every supported kernel is rebuilt.\n\n"+MarkerComment("bump/"+branch))
+	pr.Commit = commit
+	return pr, err
+}
+
+// PullRequestMerged reports whether the pull request is merged.
+func (g *GitHub) PullRequestMerged(ctx context.Context, number int) (bool, error) {
+	var merged bool
+	err := g.call(ctx, fmt.Sprintf("read pull request #%d", number), g.project(), func() (*github.Response, error) {
+		var resp *github.Response
+		var err error
+		merged, resp, err = g.c.PullRequests.IsMerged(ctx, g.owner, g.repo, number)
+		if resp != nil && resp.StatusCode == http.StatusNotFound {
+			return resp, nil // GitHub answers 404 for "not merged"
+		}
+		return resp, err
+	})
+	return merged, err
 }
 
 // UpdateTable upserts the row in release/README.md, by pull request or by commit.

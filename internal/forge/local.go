@@ -77,9 +77,20 @@ func (l *Local) RepoDir() string { return l.repo() }
 func (l *Local) repo() string { return filepath.Join(l.dir, "repo") }
 
 func (l *Local) git(ctx context.Context, args ...string) (string, error) {
+	return l.gitEnv(ctx, nil, nil, args...)
+}
+
+func (l *Local) gitStdin(ctx context.Context, stdin []byte, args ...string) (string, error) {
+	return l.gitEnv(ctx, nil, stdin, args...)
+}
+
+func (l *Local) gitEnv(ctx context.Context, env []string, stdin []byte, args ...string) (string, error) {
 	full := append([]string{"-C", l.repo(), "-c", "user.name=dgpu-release", "-c", "user.email=dgpu-release@localhost", "-c", "commit.gpgsign=false"}, args...)
 	cmd := exec.CommandContext(ctx, "git", full...)
-	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0")
+	cmd.Env = append(append(os.Environ(), "GIT_TERMINAL_PROMPT=0"), env...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
