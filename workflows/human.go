@@ -173,6 +173,7 @@ func (s *releaseState) waitForHuman(ctx workflow.Context, f *stepFailed) (releas
 	}
 	s.fileIssue(ctx, f.evidence, false, "")
 	s.setDetails(ctx)
+	s.tellParent(ctx, f)
 
 	deadline := workflow.Now(ctx).Add(s.req.HumanDeadline)
 	for {
@@ -263,4 +264,18 @@ func (s *releaseState) fileIssue(ctx workflow.Context, ev release.Evidence, esca
 		}
 	}
 	s.status.Issues = append(s.status.Issues, ref.URL)
+}
+
+// tellParent lets a Matrix that started this release know it stopped for a human.
+// Version-gated: histories recorded before it replay without the signal.
+func (s *releaseState) tellParent(ctx workflow.Context, f *stepFailed) {
+	parent := workflow.GetInfo(ctx).ParentWorkflowExecution
+	if workflow.GetVersion(ctx, "notify-parent-on-wait", workflow.DefaultVersion, 1) < 1 || parent == nil {
+		return
+	}
+	err := workflow.SignalExternalWorkflow(ctx, parent.ID, "", release.SignalChildWaiting,
+		release.ChildWaiting{WorkflowID: s.status.WorkflowID, Step: f.step, Summary: f.evidence.Summary}).Get(ctx, nil)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("parent not told about the wait", "parent", parent.ID, "error", err)
+	}
 }
