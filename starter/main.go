@@ -61,6 +61,6 @@ func newRoot(out, errOut io.Writer) *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.stateDir, "state", defaultStateDir(), "state folder of the embedded default (env DGPU_STATE_DIR)")
 	pf.StringVar(&a.logLevel, "log-level", "warn", "log level of the worker and client: debug, info, warn, error")
-	root.AddCommand(a.releaseCmd(), a.statusCmd(), a.signalCmd(), a.listCmd(), a.debugCmd())
+	root.AddCommand(a.releaseCmd(), a.statusCmd(), a.signalCmd(), a.listCmd(), a.debugCmd(), a.watchCmd())
 	return root
 }

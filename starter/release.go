@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 
+	"dgpu-release/activities"
 	"dgpu-release/docker"
 	"dgpu-release/internal/devstack"
 	"dgpu-release/internal/ocp"
@@ -66,9 +67,7 @@ The driver set defaults to the tags docker/intel-dgpu-driver.Dockerfile pins; wi
 	fl.BoolVar(&f.keep, "keep", false, "embedded default: keep the stack and web UI up after the release ends (Ctrl-C to stop)")
 	fl.BoolVar(&f.jsonOut, "json", false, "print the final record as JSON")
 	fl.BoolVar(&f.noUI, "no-ui", false, "embedded default: do not start the web UI")
-	fl.IntVar(&a.ports.frontend, "temporal-port", devstack.DefaultFrontendPort, "embedded default: Temporal frontend port (0: any free port)")
-	fl.IntVar(&a.ports.ui, "ui-port", devstack.DefaultUIPort, "embedded default: web UI port (0: any free port)")
-	fl.IntVar(&a.ports.registry, "registry-port", devstack.DefaultRegistryPort, "embedded default: registry port (0: any free port)")
+	a.portFlags(fl)
 	return cmd
 }
 
@@ -130,45 +129,26 @@ func (a *app) release(ctx context.Context, f releaseFlags) error {
 	if err != nil {
 		return err
 	}
-	var (
-		c       client.Client
-		kernels ocp.Source
-	)
-	if info, running := devstack.ReadInfo(a.stateDir); !tclient.Configured() && running == nil {
-		// An embedded stack (worker --dev, or another starter) already runs in this state
-		// folder: use it and its worker.
-		if c, err = a.dial(ctx); err != nil {
-			return err
-		}
-		defer c.Close()
-		kernels = ocp.RehearsalKernels()
-		fmt.Fprintf(a.out, "Using the embedded stack of pid %d (Temporal %s, web UI %s)\n", info.PID, info.TemporalAddress, orDash(info.UIURL))
-	} else if tclient.Configured() {
-		if c, err = a.dial(ctx); err != nil {
-			return err
-		}
-		defer c.Close()
-		if req.Kernel == "" {
-			return errors.New("--kernel is required with TEMPORAL_ADDRESS: the kernel source of this worker is not reachable from the starter yet")
-		}
-		if f.failAt != "" {
-			fmt.Fprintln(a.out, "note: --fail-at only affects rehearsal stand-ins; a production worker ignores it")
-		}
-	} else {
-		stack, set, w, cl, err := a.startEmbedded(ctx, f.noUI)
+	sess, err := a.connect(ctx, f.noUI, f.keep)
+	if err != nil {
+		return err
+	}
+	defer sess.close()
+	c, kernels := sess.c, sess.kernels
+	if sess.set != nil {
+		// The driver set the Dockerfile pins at --ref in the forge, not the copy compiled
+		// into this program: after a bump is merged they differ.
+		p, err := sess.set.Watch.PinnedDriver(ctx, activities.PinnedInput{Ref: f.ref})
 		if err != nil {
-			return err
+			return fmt.Errorf("--ref %s: %w", f.ref, err)
 		}
-		defer stack.Stop()
-		defer cl.Close()
-		defer w.Stop()
-		c, kernels = cl, set.Kernels
-		if f.keep {
-			defer func() {
-				fmt.Fprintf(a.out, "\nThe embedded stack stays up (web UI %s, Temporal %s). Press Ctrl-C to stop.\n", stack.UIURL, stack.TemporalAddress)
-				<-ctx.Done()
-			}()
-		}
+		req.Driver = release.DriverSet{I915Tag: or(f.i915, p.Driver.I915Tag), FirmwareTag: or(f.firmware, p.Driver.FirmwareTag), DriverVersion: or(f.version, p.Driver.DriverVersion)}
+	}
+	if f.failAt != "" && sess.set == nil && tclient.Configured() {
+		fmt.Fprintln(a.out, "note: --fail-at only affects rehearsal stand-ins; a production worker ignores it")
+	}
+	if req.Trigger == release.TriggerDriver && f.kernel == "" && f.ocp == "" {
+		return a.driverMatrix(ctx, sess, f, req)
 	}
 	if req.Kernel == "" {
 		rels, err := kernels.Releases(ctx)
@@ -219,6 +199,54 @@ func (a *app) release(ctx context.Context, f releaseFlags) error {
 		printRecord(a.out, rec)
 	}
 	return nil
+}
+
+// session is a connection to Temporal, and to the embedded stack when this process runs it.
+type session struct {
+	c       client.Client
+	kernels ocp.Source
+	set     *wiring.Set // the embedded default's backends, when this process runs them
+	close   func()
+}
+
+// connect uses TEMPORAL_ADDRESS, else the embedded stack running in the state folder,
+// else starts one in this process (with --keep, it stays up until Ctrl-C).
+func (a *app) connect(ctx context.Context, noUI, keep bool) (*session, error) {
+	if info, running := devstack.ReadInfo(a.stateDir); !tclient.Configured() && running == nil {
+		c, err := a.dial(ctx)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(a.out, "Using the embedded stack of pid %d (Temporal %s, web UI %s)\n", info.PID, info.TemporalAddress, orDash(info.UIURL))
+		return &session{c: c, kernels: ocp.RehearsalKernels(), close: c.Close}, nil
+	}
+	if tclient.Configured() {
+		c, err := a.dial(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &session{c: c, kernels: noKernelSource{}, close: c.Close}, nil
+	}
+	stack, set, w, c, err := a.startEmbedded(ctx, noUI)
+	if err != nil {
+		return nil, err
+	}
+	return &session{c: c, kernels: set.Kernels, set: set, close: func() {
+		if keep {
+			fmt.Fprintf(a.out, "\nThe embedded stack stays up (web UI %s, Temporal %s). Press Ctrl-C to stop.\n", stack.UIURL, stack.TemporalAddress)
+			<-ctx.Done()
+		}
+		w.Stop()
+		c.Close()
+		stack.Stop()
+	}}, nil
+}
+
+// noKernelSource stands where the starter cannot see the worker's kernel sources.
+type noKernelSource struct{}
+
+func (noKernelSource) Releases(context.Context) ([]ocp.Release, error) {
+	return nil, errors.New("--kernel is required with TEMPORAL_ADDRESS: the worker's kernel sources are not reachable from the starter")
 }
 
 // startEmbedded starts the stack, the rehearsal backends and an in-process worker.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -293,4 +295,51 @@ func TestRecordedHistoryReplays(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile("../workflows/testdata/release_fail_retry_approve.json", b, 0o644))
 	}
+}
+
+// A Temporal Schedule on the embedded server fires the kernel watch, which starts
+// releases for the kernels that have none; overlapping runs start nothing twice.
+func TestScheduledKernelWatchStartsReleases(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	state := t.TempDir()
+	a := &app{out: io.Discard, errOut: io.Discard, stateDir: state}
+	sess, err := a.connect(ctx, true, false)
+	require.NoError(t, err)
+	defer sess.close()
+	require.NotNil(t, sess.set, "this test runs the embedded default in process")
+
+	verb, err := upsertSchedule(ctx, sess.c, release.KernelWatchScheduleID, release.KernelWatchID, 2*time.Second, workflows.KernelWatch, release.KernelWatchRequest{DockerfileRef: "main", MaxStarts: 2})
+	require.NoError(t, err)
+	assert.Equal(t, "created", verb)
+	verb, err = upsertSchedule(ctx, sess.c, release.KernelWatchScheduleID, release.KernelWatchID, 2*time.Second, workflows.KernelWatch, release.KernelWatchRequest{DockerfileRef: "main", MaxStarts: 2})
+	require.NoError(t, err)
+	assert.Equal(t, "updated", verb, "a second watch command updates the schedule")
+
+	// Every sample kernel gets released by the fires of the schedule, two at a time.
+	var ids []string
+	rels, err := sess.kernels.Releases(ctx)
+	require.NoError(t, err)
+	for _, r := range rels {
+		ids = append(ids, release.WorkflowID(r.Kernel, "1.2.0"))
+	}
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		for _, id := range ids {
+			var rec release.Record
+			ctxQ, cancelQ := context.WithTimeout(ctx, 2*time.Second)
+			err := sess.c.GetWorkflow(ctxQ, id, "").Get(ctxQ, &rec)
+			cancelQ()
+			if assert.NoError(c, err, id) {
+				assert.Equal(c, release.OutcomeReleased, rec.Outcome, id)
+			}
+		}
+	}, 2*time.Minute, time.Second)
+
+	// No release ran twice: one run per workflow ID.
+	for _, id := range ids {
+		resp, err := sess.c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: fmt.Sprintf("WorkflowId = '%s'", id)})
+		require.NoError(t, err)
+		assert.Len(t, resp.Executions, 1, "%s ran once", id)
+	}
+	require.NoError(t, sess.c.ScheduleClient().GetHandle(ctx, release.KernelWatchScheduleID).Delete(ctx))
 }

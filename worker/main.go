@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 
 	"dgpu-release/internal/certify"
 	"dgpu-release/internal/devstack"
+	"dgpu-release/internal/ocp"
 	"dgpu-release/internal/release"
 	"dgpu-release/internal/tclient"
 	"dgpu-release/internal/wiring"
@@ -40,6 +42,11 @@ type flags struct {
 	catalogURL              string
 	ubiLayers               string
 	preflight               string
+	graphURL, channels      string
+	github                  bool
+	githubAPI               string
+	tablePR                 bool
+	i915Repo, firmwareRepo  string
 }
 
 func main() {
@@ -57,6 +64,13 @@ func main() {
 	fs.StringVar(&f.catalogURL, "catalog-url", "", "catalog API base URL (default https://catalog.redhat.com/api/containers/v1/)")
 	fs.StringVar(&f.ubiLayers, "ubi-layers", "", "file of certified UBI layer IDs for BasedOnUbi (default: the catalog API when configured)")
 	fs.StringVar(&f.preflight, "preflight", "", "certify with this installed openshift-preflight binary instead of the native checks")
+	fs.StringVar(&f.graphURL, "graph-url", "", "OpenShift update graph URL (such as "+ocp.DefaultGraphURL+"): take OpenShift releases from it instead of the sample list")
+	fs.StringVar(&f.channels, "channels", "stable-4.16", "comma-separated update channels to read with --graph-url")
+	fs.BoolVar(&f.github, "github", false, "use GitHub for the Dockerfile, release table, issues and driver tags (token in $GITHUB_TOKEN) instead of the local forge")
+	fs.StringVar(&f.githubAPI, "github-api-url", "", "GitHub API URL (GitHub Enterprise: https://HOST/api/v3/)")
+	fs.BoolVar(&f.tablePR, "table-pr", false, "with --github: update the release table by pull request instead of a commit to main")
+	fs.StringVar(&f.i915Repo, "i915-repo", wiring.DefaultI915Repo, "owner/name of the i915 backports repository")
+	fs.StringVar(&f.firmwareRepo, "firmware-repo", wiring.DefaultFirmwareRepo, "owner/name of the GPU firmware repository")
 	fs.IntVar(&f.frontend, "temporal-port", devstack.DefaultFrontendPort, "--dev: Temporal frontend port")
 	fs.IntVar(&f.ui, "ui-port", devstack.DefaultUIPort, "--dev: web UI port")
 	fs.IntVar(&f.reg, "registry-port", devstack.DefaultRegistryPort, "--dev: registry port")
@@ -112,7 +126,9 @@ func run(ctx context.Context, f flags) error {
 		}
 	}
 	set, err := wiring.Rehearsal(ctx, wiring.Options{StateDir: f.stateDir, RegistryHost: registryHost, ProjectRepo: f.projectRepo, DriverRepo: f.driverRepo, Policy: policy,
-		CatalogProject: f.catalogProject, CatalogURL: f.catalogURL, UBILayers: f.ubiLayers, Preflight: f.preflight})
+		CatalogProject: f.catalogProject, CatalogURL: f.catalogURL, UBILayers: f.ubiLayers, Preflight: f.preflight,
+		GraphURL: f.graphURL, Channels: splitList(f.channels), GitHub: f.github, GitHubAPIURL: f.githubAPI, TableByPR: f.tablePR,
+		I915Repo: f.i915Repo, FirmwareRepo: f.firmwareRepo})
 	if err != nil {
 		return err
 	}
@@ -139,4 +155,14 @@ func run(ctx context.Context, f flags) error {
 	case err := <-errCh:
 		return err
 	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"dgpu-release/activities"
+	"dgpu-release/docker"
 	"dgpu-release/internal/catalog"
 	"dgpu-release/internal/certify"
 	"dgpu-release/internal/forge"
@@ -44,7 +45,25 @@ type Options struct {
 	// Preflight names an installed preflight binary to certify with instead of the
 	// native checks.
 	Preflight string
+	// GraphURL and Channels, when set, take OpenShift releases from the update graph
+	// instead of the rehearsal sample list.
+	GraphURL string
+	Channels []string
+	// GitHub uses GitHub (token in $GITHUB_TOKEN) for the Dockerfile, the release table,
+	// issues and the driver tags instead of the local forge.
+	GitHub       bool
+	GitHubAPIURL string
+	TableByPR    bool
+	// I915Repo and FirmwareRepo are the driver repositories whose tags are watched.
+	I915Repo     string
+	FirmwareRepo string
 }
+
+// Default driver repositories.
+const (
+	DefaultI915Repo     = "intel-gpu/intel-gpu-i915-backports"
+	DefaultFirmwareRepo = "intel-gpu/intel-gpu-firmware"
+)
 
 // Set is every activity struct, ready to register, plus the local backends for callers
 // that want to look at them.
@@ -58,8 +77,9 @@ type Set struct {
 	Tables    *activities.Tables
 	Issues    *activities.Issues
 	Debug     *activities.Debug
+	Watch     *activities.Watch
 
-	Kernels ocp.StaticSource
+	Kernels ocp.Source
 	Forge   *forge.Local
 	Catalog *catalog.Local
 }
@@ -79,20 +99,57 @@ func Rehearsal(ctx context.Context, o Options) (*Set, error) {
 	if _, err := certify.ParsePolicy(string(o.Policy)); err != nil {
 		return nil, err
 	}
+	if o.I915Repo == "" {
+		o.I915Repo = DefaultI915Repo
+	}
+	if o.FirmwareRepo == "" {
+		o.FirmwareRepo = DefaultFirmwareRepo
+	}
 	reg := registry.NewClient()
-	kernels, err := ocp.SeedRehearsal(ctx, reg, o.RegistryHost)
+	var kernels ocp.Source
+	if o.GraphURL != "" {
+		for _, ch := range o.Channels {
+			if err := ocp.ValidateChannel(ch); err != nil {
+				return nil, err
+			}
+		}
+		kernels = &ocp.Graph{URL: o.GraphURL, Channels: o.Channels, Images: reg, CacheFile: filepath.Join(o.StateDir, "kernels-by-payload.json")}
+	} else {
+		seeded, err := ocp.SeedRehearsal(ctx, reg, o.RegistryHost)
+		if err != nil {
+			return nil, err
+		}
+		kernels = seeded
+	}
+	local, err := forge.NewLocal(ctx, filepath.Join(o.StateDir, "forge"), o.ProjectRepo)
 	if err != nil {
 		return nil, err
 	}
-	fg, err := forge.NewLocal(ctx, filepath.Join(o.StateDir, "forge"), o.ProjectRepo)
+	pinned, err := docker.Parse(docker.DriverDockerfile)
 	if err != nil {
 		return nil, err
 	}
-	local, err := catalog.NewLocal(filepath.Join(o.StateDir, "catalog"))
+	i915, fw, _ := pinned.PinnedDriver()
+	if err := local.SeedTags(o.I915Repo, i915); err != nil {
+		return nil, err
+	}
+	if err := local.SeedTags(o.FirmwareRepo, fw); err != nil {
+		return nil, err
+	}
+	var fg forge.Forge = local
+	var drivers activities.DriverForge = local
+	if o.GitHub {
+		gh, err := forge.NewGitHub(forge.GitHubConfig{ProjectRepo: o.ProjectRepo, APIURL: o.GitHubAPIURL, TableByPullRequest: o.TableByPR})
+		if err != nil {
+			return nil, err
+		}
+		fg, drivers = gh, gh
+	}
+	localCat, err := catalog.NewLocal(filepath.Join(o.StateDir, "catalog"))
 	if err != nil {
 		return nil, err
 	}
-	var cat catalog.Catalog = local
+	var cat catalog.Catalog = localCat
 	var ubi certify.UBISource
 	if o.CatalogProject != "" {
 		api, err := catalog.NewAPI(catalog.APIConfig{BaseURL: o.CatalogURL, ProjectID: o.CatalogProject})
@@ -133,9 +190,10 @@ func Rehearsal(ctx context.Context, o Options) (*Set, error) {
 		Tables:    &activities.Tables{Forge: fg},
 		Issues:    &activities.Issues{Forge: fg, Config: cfg},
 		Debug:     &activities.Debug{Deployer: &rehearsal.Debug{Dir: filepath.Join(o.StateDir, "debug")}},
+		Watch:     &activities.Watch{Kernels: kernels, Forge: fg, Drivers: drivers, Registry: reg, Config: cfg, I915Repo: o.I915Repo, FirmwareRepo: o.FirmwareRepo},
 		Kernels:   kernels,
-		Forge:     fg,
-		Catalog:   local,
+		Forge:     local,
+		Catalog:   localCat,
 	}, nil
 }
 
@@ -146,8 +204,10 @@ func (s *Set) StandIns() []string {
 
 // Register registers the workflows and every activity on a worker.
 func (s *Set) Register(w worker.Registry) {
-	w.RegisterWorkflow(workflows.Release)
-	for _, a := range []any{s.Resolver, s.Builds, s.GPUTests, s.Certifier, s.Publisher, s.Tables, s.Issues, s.Debug} {
+	for _, wf := range []any{workflows.Release, workflows.Matrix, workflows.KernelWatch, workflows.DriverWatch} {
+		w.RegisterWorkflow(wf)
+	}
+	for _, a := range []any{s.Resolver, s.Builds, s.GPUTests, s.Certifier, s.Publisher, s.Tables, s.Issues, s.Debug, s.Watch} {
 		w.RegisterActivity(a)
 	}
 }
