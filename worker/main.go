@@ -47,6 +47,12 @@ type flags struct {
 	githubAPI               string
 	tablePR                 bool
 	i915Repo, firmwareRepo  string
+	kubeconfig              string
+	buildNS, gitURI         string
+	pushSecret              string
+	testNS, canary          string
+	testImage, testCommand  string
+	debugNS                 string
 }
 
 func main() {
@@ -54,7 +60,16 @@ func main() {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.BoolVar(&f.dev, "dev", false, "start the embedded default (Temporal server, web UI, registry) and serve it")
 	fs.StringVar(&f.stateDir, "state", tclient.DefaultStateDir(), "state folder of the embedded default and the local forge and catalog (env DGPU_STATE_DIR)")
-	fs.StringVar(&f.backend, "backend", "rehearsal", "backends for build, GPU test and debug: rehearsal (stand-ins; the cluster backend is not built yet)")
+	fs.StringVar(&f.backend, "backend", "rehearsal", "backends for build, GPU test and debug: rehearsal (stand-ins) or cluster (OpenShift Builds, KMM, Jobs)")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "cluster backend: kubeconfig file (default $KUBECONFIG, ~/.kube/config, or in-cluster)")
+	fs.StringVar(&f.buildNS, "build-namespace", "dgpu-release", "cluster backend: namespace of the OpenShift Builds")
+	fs.StringVar(&f.gitURI, "git-uri", "", "cluster backend: the project repository the builds clone")
+	fs.StringVar(&f.pushSecret, "push-secret", "", "cluster backend: secret with push credentials for the staging repository")
+	fs.StringVar(&f.testNS, "test-namespace", "dgpu-release", "cluster backend: namespace of the GPU test Module and Job")
+	fs.StringVar(&f.canary, "canary", "dgpu-release/canary=true", "cluster backend: label selector of the canary GPU nodes")
+	fs.StringVar(&f.testImage, "test-image", "", "cluster backend: image of the GPU test tools (default UBI minimal)")
+	fs.StringVar(&f.testCommand, "test-command", "clinfo", "cluster backend: GPU test command, space separated")
+	fs.StringVar(&f.debugNS, "debug-namespace", "intel-dgpu-debug", "cluster backend: namespace of the debug workloads")
 	fs.StringVar(&f.registry, "registry", "", "registry host for staged and released images (required without --dev)")
 	fs.StringVar(&f.policy, "policy", string(certify.PolicyRoot), "certification policy: container, root, scratch-nonroot, scratch-root")
 	fs.StringVar(&f.projectRepo, "project-repo", wiring.DefaultProjectRepo, "owner/name that gets issues about failed releases")
@@ -92,8 +107,14 @@ func run(ctx context.Context, f flags) error {
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 	slog.SetDefault(logger)
-	if f.backend != "rehearsal" {
-		return fmt.Errorf("--backend %q is not available: accepted is rehearsal (the cluster backend comes with the OpenShift adapters)", f.backend)
+	var clusterOpts *wiring.ClusterOptions
+	switch f.backend {
+	case "rehearsal":
+	case "cluster":
+		clusterOpts = &wiring.ClusterOptions{Kubeconfig: f.kubeconfig, BuildNamespace: f.buildNS, GitURI: f.gitURI, PushSecret: f.pushSecret,
+			TestNamespace: f.testNS, Canary: f.canary, TestImage: f.testImage, TestCommand: strings.Fields(f.testCommand), DebugNamespace: f.debugNS}
+	default:
+		return fmt.Errorf("--backend %q is not valid: accepted are rehearsal and cluster", f.backend)
 	}
 	policy, err := certify.ParsePolicy(f.policy)
 	if err != nil {
@@ -128,7 +149,7 @@ func run(ctx context.Context, f flags) error {
 	set, err := wiring.Rehearsal(ctx, wiring.Options{StateDir: f.stateDir, RegistryHost: registryHost, ProjectRepo: f.projectRepo, DriverRepo: f.driverRepo, Policy: policy,
 		CatalogProject: f.catalogProject, CatalogURL: f.catalogURL, UBILayers: f.ubiLayers, Preflight: f.preflight,
 		GraphURL: f.graphURL, Channels: splitList(f.channels), GitHub: f.github, GitHubAPIURL: f.githubAPI, TableByPR: f.tablePR,
-		I915Repo: f.i915Repo, FirmwareRepo: f.firmwareRepo})
+		I915Repo: f.i915Repo, FirmwareRepo: f.firmwareRepo, Cluster: clusterOpts})
 	if err != nil {
 		return err
 	}

@@ -13,10 +13,12 @@ import (
 	"dgpu-release/docker"
 	"dgpu-release/internal/catalog"
 	"dgpu-release/internal/certify"
+	"dgpu-release/internal/cluster"
 	"dgpu-release/internal/forge"
 	"dgpu-release/internal/ocp"
 	"dgpu-release/internal/registry"
 	"dgpu-release/internal/rehearsal"
+	"dgpu-release/internal/release"
 	"dgpu-release/workflows"
 )
 
@@ -57,6 +59,22 @@ type Options struct {
 	// I915Repo and FirmwareRepo are the driver repositories whose tags are watched.
 	I915Repo     string
 	FirmwareRepo string
+	// Cluster, when set, builds, tests and debugs on an OpenShift cluster instead of the
+	// rehearsal stand-ins.
+	Cluster *ClusterOptions
+}
+
+// ClusterOptions configure the cluster backends.
+type ClusterOptions struct {
+	Kubeconfig     string // "" : $KUBECONFIG, ~/.kube/config, or in-cluster
+	BuildNamespace string
+	GitURI         string // the project repository OpenShift Builds clone
+	PushSecret     string
+	TestNamespace  string
+	Canary         string // canary node selector
+	TestImage      string
+	TestCommand    []string
+	DebugNamespace string
 }
 
 // Default driver repositories.
@@ -82,6 +100,8 @@ type Set struct {
 	Kernels ocp.Source
 	Forge   *forge.Local
 	Catalog *catalog.Local
+
+	standIns []string
 }
 
 // Rehearsal wires the embedded default: real registry, real certification checks, local
@@ -180,16 +200,54 @@ func Rehearsal(ctx context.Context, o Options) (*Set, error) {
 		ReleaseRepo: o.RegistryHost + "/" + ReleasePath,
 		ProjectRepo: o.ProjectRepo, DriverRepo: o.DriverRepo, Policy: o.Policy,
 	}
+	var (
+		builder  activities.Builder       = &rehearsal.Builder{Registry: reg}
+		tester   activities.Tester        = &rehearsal.Tester{Registry: reg}
+		deployer activities.DebugDeployer = &rehearsal.Debug{Dir: filepath.Join(o.StateDir, "debug")}
+	)
+	if co := o.Cluster; co != nil {
+		rc, err := cluster.RESTConfig(co.Kubeconfig)
+		if err != nil {
+			return nil, err
+		}
+		cl, err := cluster.New(rc)
+		if err != nil {
+			return nil, err
+		}
+		if err := cl.RequireAPIs(ctx, cluster.BuildGVR, cluster.ModuleGVR); err != nil {
+			return nil, err
+		}
+		if co.GitURI == "" {
+			return nil, &release.FieldError{Field: "--git-uri", Accepted: "the project repository the OpenShift Build clones, such as https://github.com/intel/intel-data-center-gpu-driver-for-openshift.git"}
+		}
+		builder = &cluster.Builder{C: cl, Cfg: cluster.BuilderConfig{Namespace: co.BuildNamespace, GitURI: co.GitURI, PushSecret: co.PushSecret}}
+		tester = &cluster.Tester{C: cl, Cfg: cluster.TesterConfig{Namespace: co.TestNamespace, CanarySelector: co.Canary, Image: co.TestImage, Command: co.TestCommand}}
+		deployer = &cluster.Debug{C: cl, Namespace: co.DebugNamespace}
+	}
+	var standIns []string
+	if o.GraphURL == "" {
+		standIns = append(standIns, ocp.StandInNote)
+	}
+	if o.Cluster == nil {
+		standIns = append(standIns, rehearsal.BuildNote, rehearsal.BaseNote, rehearsal.TestNote, rehearsal.DebugNote)
+	}
+	if o.CatalogProject == "" {
+		standIns = append(standIns, catalog.LocalStandInNote)
+	}
+	if !o.GitHub {
+		standIns = append(standIns, forge.LocalStandInNote)
+	}
 	return &Set{
+		standIns:  standIns,
 		Config:    cfg,
 		Resolver:  &activities.Resolver{Kernels: kernels, Forge: fg, Registry: reg, Catalog: cat, Config: cfg},
-		Builds:    &activities.Builds{Builder: &rehearsal.Builder{Registry: reg}, Forge: fg, Config: cfg},
-		GPUTests:  &activities.GPUTests{Tester: &rehearsal.Tester{Registry: reg}},
+		Builds:    &activities.Builds{Builder: builder, Forge: fg, Config: cfg},
+		GPUTests:  &activities.GPUTests{Tester: tester},
 		Certifier: &activities.Certifier{Registry: reg, Config: cfg, UBI: ubi, Preflight: pf},
 		Publisher: &activities.Publisher{Registry: reg, Catalog: cat, Config: cfg},
 		Tables:    &activities.Tables{Forge: fg},
 		Issues:    &activities.Issues{Forge: fg, Config: cfg},
-		Debug:     &activities.Debug{Deployer: &rehearsal.Debug{Dir: filepath.Join(o.StateDir, "debug")}},
+		Debug:     &activities.Debug{Deployer: deployer},
 		Watch:     &activities.Watch{Kernels: kernels, Forge: fg, Drivers: drivers, Registry: reg, Config: cfg, I915Repo: o.I915Repo, FirmwareRepo: o.FirmwareRepo},
 		Kernels:   kernels,
 		Forge:     local,
@@ -198,9 +256,7 @@ func Rehearsal(ctx context.Context, o Options) (*Set, error) {
 }
 
 // StandIns lists what the set does not do for real, for the programs to print.
-func (s *Set) StandIns() []string {
-	return []string{ocp.StandInNote, rehearsal.BuildNote, rehearsal.BaseNote, rehearsal.TestNote, rehearsal.DebugNote, catalog.LocalStandInNote, forge.LocalStandInNote}
-}
+func (s *Set) StandIns() []string { return s.standIns }
 
 // Register registers the workflows and every activity on a worker.
 func (s *Set) Register(w worker.Registry) {
