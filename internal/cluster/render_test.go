@@ -6,6 +6,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"dgpu-release/debug"
 	"dgpu-release/internal/cluster"
@@ -66,4 +67,8 @@ func TestDebugObjects(t *testing.T) {
 	assert.Equal(t, true, priv[0].(map[string]any)["securityContext"].(map[string]any)["privileged"])
 	node, _, _ := unstructured.NestedString(objs[3].Object, "spec", "nodeName")
 	assert.Equal(t, "gpu-1", node)
+}
+
+func schemaGVR(g, v, r string) schema.GroupVersionResource {
+	return schema.GroupVersionResource{Group: g, Version: v, Resource: r}
 }
