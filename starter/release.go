@@ -18,6 +18,7 @@ import (
 
 	"dgpu-release/activities"
 	"dgpu-release/docker"
+	"dgpu-release/internal/cluster"
 	"dgpu-release/internal/devstack"
 	"dgpu-release/internal/ocp"
 	"dgpu-release/internal/release"
@@ -29,6 +30,7 @@ import (
 type releaseFlags struct {
 	trigger, kernel, ocp, i915, firmware, version, ref, failAt string
 	requireApproval, keep, jsonOut, noUI                       bool
+	kubeconfig, nodeSelector                                   string
 	approvalTimeout, humanDeadline, reminder                   time.Duration
 }
 
@@ -66,6 +68,8 @@ The driver set defaults to the tags docker/intel-dgpu-driver.Dockerfile pins; wi
 	fl.StringVar(&f.failAt, "fail-at", "", "rehearsal only: make this step fail in round 1 (build or gpu-test)")
 	fl.BoolVar(&f.keep, "keep", false, "embedded default: keep the stack and web UI up after the release ends (Ctrl-C to stop)")
 	fl.BoolVar(&f.jsonOut, "json", false, "print the final record as JSON")
+	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "with --trigger kernel and no --kernel: release for the kernels the cluster's GPU nodes run")
+	fl.StringVar(&f.nodeSelector, "node-selector", "intel.feature.node.kubernetes.io/gpu=true", "with --kubeconfig: the GPU nodes")
 	fl.BoolVar(&f.noUI, "no-ui", false, "embedded default: do not start the web UI")
 	a.portFlags(fl)
 	return cmd
@@ -150,6 +154,9 @@ func (a *app) release(ctx context.Context, f releaseFlags) error {
 	if req.Trigger == release.TriggerDriver && f.kernel == "" && f.ocp == "" {
 		return a.driverMatrix(ctx, sess, f, req)
 	}
+	if f.kubeconfig != "" && f.kernel == "" && req.Trigger == release.TriggerKernel {
+		return a.clusterKernels(ctx, c, kernels, f, req)
+	}
 	if req.Kernel == "" {
 		rels, err := kernels.Releases(ctx)
 		if err != nil {
@@ -163,6 +170,12 @@ func (a *app) release(ctx context.Context, f releaseFlags) error {
 		}
 		req.Kernel, req.OpenShiftVersion = rel.Kernel, rel.OpenShift
 	}
+	_, err = a.startAndFollow(ctx, c, req, f.jsonOut)
+	return err
+}
+
+// startAndFollow starts (or joins) one release and follows it to its record.
+func (a *app) startAndFollow(ctx context.Context, c client.Client, req release.Request, jsonOut bool) (release.Record, error) {
 	id := release.WorkflowID(req.Kernel, req.Driver.DriverVersion)
 	sa := []temporal.SearchAttributeUpdate{
 		temporal.NewSearchAttributeKeyKeyword(release.SearchAttrKernel).ValueSet(req.Kernel),
@@ -181,7 +194,7 @@ func (a *app) release(ctx context.Context, f releaseFlags) error {
 		TypedSearchAttributes:    temporal.NewSearchAttributes(sa...),
 	}, workflows.Release, req)
 	if err != nil {
-		return fmt.Errorf("start %s: %w", id, err)
+		return release.Record{}, fmt.Errorf("start %s: %w", id, err)
 	}
 	fmt.Fprintf(a.out, "Release %s (run %s)\n", id, run.GetRunID())
 	rec, err := a.follow(ctx, c, run)
@@ -189,16 +202,16 @@ func (a *app) release(ctx context.Context, f releaseFlags) error {
 		if ctx.Err() != nil {
 			fmt.Fprintf(a.out, "\nStopped following. The release is durable: run the same command again to pick it up.\n")
 		}
-		return err
+		return rec, err
 	}
 	a.saveRecord(rec)
-	if f.jsonOut {
+	if jsonOut {
 		b, _ := json.MarshalIndent(rec, "", "  ")
 		fmt.Fprintln(a.out, string(b))
 	} else {
 		printRecord(a.out, rec)
 	}
-	return nil
+	return rec, nil
 }
 
 // session is a connection to Temporal, and to the embedded stack when this process runs it.
@@ -303,4 +316,50 @@ func (a *app) saveRecord(rec release.Record) {
 	b, _ := json.MarshalIndent(rec, "", "  ")
 	name := strings.NewReplacer("/", "_", ":", "_").Replace(rec.WorkflowID) + ".json"
 	_ = os.WriteFile(filepath.Join(dir, name), b, 0o644)
+}
+
+// clusterKernels releases for every kernel the cluster's GPU nodes run: the OpenShift
+// version comes from the kernel source when it knows the kernel, else from the cluster.
+func (a *app) clusterKernels(ctx context.Context, c client.Client, kernels ocp.Source, f releaseFlags, req release.Request) error {
+	rc, err := cluster.RESTConfig(f.kubeconfig)
+	if err != nil {
+		return err
+	}
+	cl, err := cluster.New(rc)
+	if err != nil {
+		return err
+	}
+	nodes, err := cl.GPUNodeKernels(ctx, f.nodeSelector)
+	if err != nil {
+		return err
+	}
+	if len(nodes) == 0 {
+		return fmt.Errorf("no node matches %s with a RHCOS kernel", f.nodeSelector)
+	}
+	desired := ""
+	if cv, err := cl.OpenShiftVersion(ctx); err == nil {
+		desired = cv.Desired
+	}
+	rels, _ := kernels.Releases(ctx)
+	var failed []string
+	for _, n := range nodes {
+		r := req
+		r.Kernel = n.Kernel
+		if rel, err := ocp.Find(rels, "", n.Kernel); err == nil {
+			r.OpenShiftVersion = rel.OpenShift
+		} else {
+			r.OpenShiftVersion = desired
+		}
+		fmt.Fprintf(a.out, "\nKernel %s on %s\n", n.Kernel, strings.Join(n.Nodes, ", "))
+		if _, err := a.startAndFollow(ctx, c, r, f.jsonOut); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			failed = append(failed, n.Kernel+": "+err.Error())
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d of %d kernels did not release:\n  %s", len(failed), len(nodes), strings.Join(failed, "\n  "))
+	}
+	return nil
 }
