@@ -174,7 +174,7 @@ func TestFailedReleaseIsRetriedFromASecondProcess(t *testing.T) {
 		if assert.NoError(c, json.Unmarshal([]byte(out), &st)) {
 			assert.Equal(c, release.StepWaiting, st.Step)
 		}
-	}, time.Minute, 200*time.Millisecond)
+	}, 3*time.Minute, 200*time.Millisecond)
 
 	out, err := second("status", id)
 	require.NoError(t, err, out)
@@ -255,7 +255,7 @@ func TestRecordedHistoryReplays(t *testing.T) {
 		var st release.Status
 		require.NoError(t, v.Get(&st))
 		assert.Equal(ct, release.StepWaiting, st.Step)
-	}, time.Minute, 200*time.Millisecond)
+	}, 3*time.Minute, 200*time.Millisecond)
 	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: id, UpdateName: release.ActionRetry, Args: []any{release.RetryInput{Reason: "replay test"}}, WaitForStage: client.WorkflowUpdateStageCompleted})
 	require.NoError(t, err)
 	require.NoError(t, h.Get(ctx, nil))

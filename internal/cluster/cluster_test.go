@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/util/retry"
 
 	"dgpu-release/internal/cluster"
 	"dgpu-release/internal/kubetest"
@@ -86,9 +87,17 @@ func fakeNode(t *testing.T, c *cluster.Client, name, kernel string, labels map[s
 	if gpus > 0 {
 		res[cluster.GPUResource] = *resource.NewQuantity(gpus, resource.DecimalSI)
 	}
-	created.Status.Capacity, created.Status.Allocatable = res, res
-	created.Status.NodeInfo = corev1.NodeSystemInfo{KernelVersion: kernel, OSImage: "Red Hat Enterprise Linux CoreOS", Architecture: "amd64", OperatingSystem: "linux"}
-	_, err = c.Kube.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{})
+	// kwok starts on the node at once: set the status (as a kubelet would) through conflicts.
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := c.Kube.CoreV1().Nodes().Get(ctx, created.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		n.Status.Capacity, n.Status.Allocatable = res, res
+		n.Status.NodeInfo = corev1.NodeSystemInfo{KernelVersion: kernel, OSImage: "Red Hat Enterprise Linux CoreOS", Architecture: "amd64", OperatingSystem: "linux"}
+		_, err = c.Kube.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		return err
+	})
 	require.NoError(t, err)
 }
 

@@ -273,10 +273,7 @@ func (c *Cluster) installCRDs() error {
 }
 
 // stop ends every process (and its children) by PID, last started first.
-func (c *Cluster) stop(t testing.TB) {
-	if t.Failed() {
-		c.dump(t)
-	}
+func (c *Cluster) stop(testing.TB) {
 	for i := len(c.procs) - 1; i >= 0; i-- {
 		p := c.procs[i]
 		if p.Process == nil {
@@ -293,6 +290,9 @@ func (c *Cluster) stop(t testing.TB) {
 		}
 	}
 }
+
+// Dump logs the tail of every process's output, for a failing test to show.
+func (c *Cluster) Dump(t testing.TB) { c.dump(t) }
 
 func (c *Cluster) dump(t testing.TB) {
 	for name, b := range c.logs {
