@@ -2,9 +2,7 @@ package cluster_test
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -12,12 +10,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/util/retry"
 
 	"dgpu-release/internal/cluster"
 	"dgpu-release/internal/kubetest"
@@ -73,41 +68,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func fakeNode(t *testing.T, c *cluster.Client, name, kernel string, labels map[string]string, gpus int64) {
-	t.Helper()
-	ctx := context.Background()
-	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"}}}
-	if n.Labels == nil {
-		n.Labels = map[string]string{}
-	}
-	n.Labels[corev1.LabelHostname] = name
-	created, err := c.Kube.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
-	require.NoError(t, err)
-	res := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("32"), corev1.ResourceMemory: resource.MustParse("128Gi"), corev1.ResourcePods: resource.MustParse("110")}
-	if gpus > 0 {
-		res[cluster.GPUResource] = *resource.NewQuantity(gpus, resource.DecimalSI)
-	}
-	// kwok starts on the node at once: set the status (as a kubelet would) through conflicts.
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		n, err := c.Kube.CoreV1().Nodes().Get(ctx, created.Name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		n.Status.Capacity, n.Status.Allocatable = res, res
-		n.Status.NodeInfo = corev1.NodeSystemInfo{KernelVersion: kernel, OSImage: "Red Hat Enterprise Linux CoreOS", Architecture: "amd64", OperatingSystem: "linux"}
-		_, err = c.Kube.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
-		return err
-	})
-	require.NoError(t, err)
+func fakeNode(t *testing.T, _ *cluster.Client, name, kernel string, labels map[string]string, gpus int64) {
+	shared.AddNode(t, name, kernel, labels, gpus)
 }
 
-func namespace(t *testing.T, c *cluster.Client, name string) {
-	t.Helper()
-	_, err := c.Kube.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
-	if !apierrors.IsAlreadyExists(err) {
-		require.NoError(t, err)
-	}
-}
+func namespace(t *testing.T, _ *cluster.Client, name string) { shared.Namespace(t, name) }
 
 func TestKernelsFromGPUNodesAndClusterVersion(t *testing.T) {
 	_, c := start(t)
@@ -206,12 +171,7 @@ func TestBuildIsWatchedToItsDigestAndReusedOnRetry(t *testing.T) {
 }
 
 func writeLog(t *testing.T, kc *kubetest.Cluster, lines ...string) {
-	t.Helper()
-	var b strings.Builder
-	for _, l := range lines {
-		fmt.Fprintf(&b, "%s stdout F %s\n", time.Now().UTC().Format(time.RFC3339Nano), l)
-	}
-	require.NoError(t, os.WriteFile(filepath.Join(kc.LogsDir, "gpu-test.log"), []byte(b.String()), 0o644))
+	kc.ContainerLog(t, "gpu-test", lines...)
 }
 
 // kmm plays the KMM operator: once the Module exists, it labels the canary node ready.
