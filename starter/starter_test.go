@@ -22,9 +22,15 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"google.golang.org/protobuf/encoding/protojson"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/util/retry"
 
+	"dgpu-release/internal/cluster"
 	"dgpu-release/internal/devstack"
+	"dgpu-release/internal/kubetest"
 	"dgpu-release/internal/registry"
+	"dgpu-release/internal/rehearsal"
 	"dgpu-release/internal/release"
 	"dgpu-release/internal/wiring"
 	"dgpu-release/workflows"
@@ -342,4 +348,127 @@ func TestScheduledKernelWatchStartsReleases(t *testing.T) {
 		assert.Len(t, resp.Executions, 1, "%s ran once", id)
 	}
 	require.NoError(t, sess.c.ScheduleClient().GetHandle(ctx, release.KernelWatchScheduleID).Delete(ctx))
+}
+
+// A whole release with the cluster adapters for build, GPU test and debug, against the
+// loopback control plane: a stand-in build controller completes OpenShift Builds (pushing
+// a real image to the embedded registry) and a stand-in KMM labels the canary node; the
+// scheduler and kwok run the test Job. Certify, publish and table run as in the embedded default.
+func TestReleaseWithClusterAdapters(t *testing.T) {
+	kc := kubetest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	kernel := "5.14.0-427.37.1.el9_4.x86_64"
+	kc.Namespace(t, "dgpu-release")
+	kc.AddNode(t, "canary-1", kernel, map[string]string{"intel.feature.node.kubernetes.io/gpu": "true", "dgpu-release/canary": "true"}, 1)
+	kc.ContainerLog(t, "gpu-test", "Number of platforms                               1", "  Platform Name   Intel(R) OpenCL Graphics")
+
+	state := t.TempDir()
+	stack, err := devstack.Start(ctx, devstack.Config{StateDir: state, NoUI: true})
+	require.NoError(t, err)
+	defer stack.Stop()
+	set, err := wiring.Rehearsal(ctx, wiring.Options{StateDir: state, RegistryHost: stack.RegistryHost, Cluster: &wiring.ClusterOptions{
+		Kubeconfig: kc.Kubeconfig, BuildNamespace: "dgpu-release", GitURI: "https://example.com/dgpu-release.git",
+		TestNamespace: "dgpu-release", TestImage: "example.com/gpu-test:ok", DebugNamespace: "intel-dgpu-debug"}})
+	require.NoError(t, err)
+	for _, s := range set.StandIns() {
+		assert.NotContains(t, s, "no GPU node", "the GPU test is not a stand-in here")
+	}
+	c, err := client.DialContext(ctx, client.Options{HostPort: stack.TemporalAddress, Namespace: stack.Namespace})
+	require.NoError(t, err)
+	defer c.Close()
+	w := worker.New(c, release.TaskQueue, worker.Options{})
+	set.Register(w)
+	require.NoError(t, w.Start())
+	defer w.Stop()
+
+	cl, err := cluster.New(kc.Config)
+	require.NoError(t, err)
+	go buildController(ctx, t, cl, set, "dgpu-release")
+	go kmmOperator(ctx, cl, "dgpu-release", "canary-1")
+
+	var out bytes.Buffer
+	a := &app{out: &out, errOut: &out, stateDir: state}
+	req := release.Request{Trigger: release.TriggerKernel, Kernel: kernel, OpenShiftVersion: "4.17.0", DockerfileRef: "main",
+		Driver: release.DriverSet{I915Tag: "I915_24WW30.4_803.75_23.10.54_231129.76", FirmwareTag: "24WW20.5_881", DriverVersion: "1.2.0"}}
+	rec, err := a.startAndFollow(ctx, c, req, false)
+	require.NoError(t, err, out.String())
+	assert.Equal(t, release.OutcomeReleased, rec.Outcome, out.String())
+	text := out.String()
+	assert.Contains(t, text, "OpenShift build intel-dgpu-driver-")
+	assert.Contains(t, text, "GPU test passed on canary-1")
+	builds, err := cl.Dynamic.Resource(cluster.BuildGVR).Namespace("dgpu-release").List(ctx, metav1.ListOptions{})
+	require.NoError(t, err)
+	assert.Len(t, builds.Items, 1)
+	mods, err := cl.Dynamic.Resource(cluster.ModuleGVR).Namespace("dgpu-release").List(ctx, metav1.ListOptions{})
+	require.NoError(t, err)
+	assert.Empty(t, mods.Items, "the test Module is gone")
+}
+
+// buildController stands in for OpenShift's build controller: for each new Build it
+// assembles the image from the Dockerfile at the Build's commit, pushes it where the Build
+// says, and completes the Build with the pushed digest.
+func buildController(ctx context.Context, t *testing.T, cl *cluster.Client, set *wiring.Set, ns string) {
+	builder := &rehearsal.Builder{Registry: registry.NewClient()}
+	res := cl.Dynamic.Resource(cluster.BuildGVR).Namespace(ns)
+	for ctx.Err() == nil {
+		list, err := res.List(ctx, metav1.ListOptions{})
+		if err == nil {
+			for _, b := range list.Items {
+				if phase, _, _ := unstructured.NestedString(b.Object, "status", "phase"); phase != "" {
+					continue
+				}
+				commit, _, _ := unstructured.NestedString(b.Object, "spec", "source", "git", "ref")
+				to, _, _ := unstructured.NestedString(b.Object, "spec", "output", "to", "name")
+				argList, _, _ := unstructured.NestedSlice(b.Object, "spec", "strategy", "dockerStrategy", "buildArgs")
+				labels, _, _ := unstructured.NestedSlice(b.Object, "spec", "output", "imageLabels")
+				args := map[string]string{}
+				for _, a := range argList {
+					m := a.(map[string]any)
+					args[m["name"].(string)] = m["value"].(string)
+				}
+				df, _, err := set.Forge.Dockerfile(ctx, commit)
+				if err != nil {
+					t.Logf("build controller: %v", err)
+					continue
+				}
+				i := strings.LastIndex(to, ":")
+				out, err := builder.Build(ctx, release.BuildSpec{Name: b.GetName(), Dockerfile: df, DockerfileCommit: commit, Args: args,
+					StagingRepo: to[:i], Tag: to[i+1:], BuildKey: release.BuildKey(labels[0].(map[string]any)["value"].(string))}, func(string) {})
+				if err != nil {
+					t.Logf("build controller: %v", err)
+					continue
+				}
+				b.Object["status"] = map[string]any{"phase": "Complete", "output": map[string]any{"to": map[string]any{"imageDigest": out.Image.Digest}}}
+				if _, err := res.Update(ctx, &b, metav1.UpdateOptions{}); err != nil {
+					t.Logf("build controller: %v", err)
+				}
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// kmmOperator stands in for KMM: it labels the node ready for every Module.
+func kmmOperator(ctx context.Context, cl *cluster.Client, ns, node string) {
+	for ctx.Err() == nil {
+		mods, err := cl.Dynamic.Resource(cluster.ModuleGVR).Namespace(ns).List(ctx, metav1.ListOptions{})
+		if err == nil {
+			for _, m := range mods.Items {
+				_ = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+					n, err := cl.Kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+					if err != nil {
+						return err
+					}
+					if _, ok := n.Labels[cluster.ReadyLabel(ns, m.GetName())]; ok {
+						return nil
+					}
+					n.Labels[cluster.ReadyLabel(ns, m.GetName())] = ""
+					_, err = cl.Kube.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+					return err
+				})
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
