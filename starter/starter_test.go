@@ -387,14 +387,16 @@ func TestReleaseWithClusterAdapters(t *testing.T) {
 	go buildController(ctx, t, cl, set, "dgpu-release")
 	go kmmOperator(ctx, cl, "dgpu-release", "canary-1")
 
+	// The kernel trigger with a kubeconfig: the kernels come from the GPU nodes.
 	var out bytes.Buffer
 	a := &app{out: &out, errOut: &out, stateDir: state}
-	req := release.Request{Trigger: release.TriggerKernel, Kernel: kernel, OpenShiftVersion: "4.17.0", DockerfileRef: "main",
+	f := releaseFlags{trigger: "kernel", ref: "main", kubeconfig: kc.Kubeconfig, nodeSelector: "intel.feature.node.kubernetes.io/gpu=true"}
+	req := release.Request{Trigger: release.TriggerKernel, DockerfileRef: "main",
 		Driver: release.DriverSet{I915Tag: "I915_24WW30.4_803.75_23.10.54_231129.76", FirmwareTag: "24WW20.5_881", DriverVersion: "1.2.0"}}
-	rec, err := a.startAndFollow(ctx, c, req, false)
-	require.NoError(t, err, out.String())
-	assert.Equal(t, release.OutcomeReleased, rec.Outcome, out.String())
+	require.NoError(t, a.clusterKernels(ctx, c, set.Kernels, f, req), out.String())
 	text := out.String()
+	assert.Contains(t, text, "Kernel "+kernel+" on canary-1")
+	assert.Contains(t, text, release.WorkflowID(kernel, "1.2.0")+": RELEASED")
 	assert.Contains(t, text, "OpenShift build intel-dgpu-driver-")
 	assert.Contains(t, text, "GPU test passed on canary-1")
 	builds, err := cl.Dynamic.Resource(cluster.BuildGVR).Namespace("dgpu-release").List(ctx, metav1.ListOptions{})
