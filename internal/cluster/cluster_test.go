@@ -2,12 +2,15 @@ package cluster_test
 
 import (
 	"context"
+	"fmt"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -16,6 +19,8 @@ import (
 
 	"dgpu-release/internal/cluster"
 	"dgpu-release/internal/kubetest"
+	"dgpu-release/internal/ocp"
+	"dgpu-release/internal/registry"
 	"dgpu-release/internal/release"
 )
 
@@ -254,4 +259,46 @@ func TestDebugWorkloadIsAppliedAndRemoved(t *testing.T) {
 		return apierrors.IsNotFound(err)
 	}, 30*time.Second, 200*time.Millisecond)
 	require.NoError(t, d.Remove(ctx, w.Name), "removing twice is no error")
+}
+
+// The cluster as a kernel source: its ClusterVersion's payload names the Driver Toolkit,
+// whose release file gives the kernel.
+func TestClusterKernelSource(t *testing.T) {
+	_, c := start(t)
+	ctx := context.Background()
+	h, err := registry.NewServer(t.TempDir(), nil)
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	rc := registry.NewClient()
+	dtk, err := ocp.DTKStandIn(ocp.DTKRelease{KernelVersion: kernelB, RHELVersion: "9.4"})
+	require.NoError(t, err)
+	dtkDigest, err := rc.Push(ctx, dtk, host+"/ocp/dtk:4.17.0")
+	require.NoError(t, err)
+	refs := fmt.Sprintf(`{"kind":"ImageStream","spec":{"tags":[{"name":"driver-toolkit","from":{"kind":"DockerImage","name":"%s/ocp/dtk@%s"}}]}}`, host, dtkDigest)
+	l, err := registry.Layer([]registry.File{{Path: "/release-manifests/image-references", Content: []byte(refs)}})
+	require.NoError(t, err)
+	payload, err := registry.Assemble([]v1.Layer{l}, v1.Config{})
+	require.NoError(t, err)
+	pd, err := rc.Push(ctx, payload, host+"/ocp/release:4.17.0")
+	require.NoError(t, err)
+
+	cv := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "config.openshift.io/v1", "kind": "ClusterVersion", "metadata": map[string]any{"name": "version"},
+		"status": map[string]any{"desired": map[string]any{"version": "4.17.0", "image": host + "/ocp/release@" + pd}}}}
+	res := c.Dynamic.Resource(cluster.ClusterVersionGVR)
+	if old, err := res.Get(ctx, "version", metav1.GetOptions{}); err == nil {
+		cv.SetResourceVersion(old.GetResourceVersion())
+		_, err = res.Update(ctx, cv, metav1.UpdateOptions{})
+		require.NoError(t, err)
+	} else {
+		_, err = res.Create(ctx, cv, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	rels, err := cluster.KernelSource{C: c, Images: rc}.Releases(ctx)
+	require.NoError(t, err)
+	require.Len(t, rels, 1)
+	assert.Equal(t, "4.17.0", rels[0].OpenShift)
+	assert.Equal(t, kernelB, rels[0].Kernel)
+	assert.Equal(t, host+"/ocp/dtk@"+dtkDigest, rels[0].DTKImage)
 }

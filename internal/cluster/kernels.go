@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"dgpu-release/internal/ocp"
 	"dgpu-release/internal/release"
 )
 
@@ -46,10 +47,12 @@ func (c *Client) GPUNodeKernels(ctx context.Context, selector string) ([]NodeKer
 	return out, nil
 }
 
-// ClusterVersion is the cluster's OpenShift version: the desired one, and the history.
+// ClusterVersion is the cluster's OpenShift version: the desired one, and the history,
+// with their release payload images.
 type ClusterVersion struct {
-	Desired string   `json:"desired"`
-	History []string `json:"history"`
+	Desired      string   `json:"desired"`
+	DesiredImage string   `json:"desired_image,omitempty"`
+	History      []string `json:"history"`
 }
 
 // OpenShiftVersion reads clusterversions.config.openshift.io/version.
@@ -60,6 +63,7 @@ func (c *Client) OpenShiftVersion(ctx context.Context) (ClusterVersion, error) {
 	}
 	var cv ClusterVersion
 	cv.Desired, _, _ = unstructured.NestedString(u.Object, "status", "desired", "version")
+	cv.DesiredImage, _, _ = unstructured.NestedString(u.Object, "status", "desired", "image")
 	hist, _, _ := unstructured.NestedSlice(u.Object, "status", "history")
 	for _, h := range hist {
 		if m, ok := h.(map[string]any); ok {
@@ -72,4 +76,28 @@ func (c *Client) OpenShiftVersion(ctx context.Context) (ClusterVersion, error) {
 		return cv, fmt.Errorf("clusterversion/version has no status.desired.version")
 	}
 	return cv, nil
+}
+
+// KernelSource is the cluster as a kernel source: the OpenShift release it runs (its
+// ClusterVersion's desired payload), whose Driver Toolkit gives the kernel its nodes run
+// once upgraded.
+type KernelSource struct {
+	C      *Client
+	Images ocp.ImageReader
+}
+
+// Releases reads the ClusterVersion and its payload.
+func (k KernelSource) Releases(ctx context.Context) ([]ocp.Release, error) {
+	cv, err := k.C.OpenShiftVersion(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if cv.DesiredImage == "" {
+		return nil, fmt.Errorf("clusterversion/version names no desired release image")
+	}
+	r, err := ocp.ReleaseFromPayload(ctx, k.Images, cv.Desired, cv.DesiredImage)
+	if err != nil {
+		return nil, fmt.Errorf("the cluster's OpenShift %s: %w", cv.Desired, err)
+	}
+	return []ocp.Release{r}, nil
 }

@@ -141,11 +141,27 @@ func (g *Graph) lookup(ctx context.Context, version, payload string) (Release, e
 		return r, nil
 	}
 	g.mu.Unlock()
-	dtkRef, err := DTKFromPayload(ctx, g.Images, payload)
+	r, err := ReleaseFromPayload(ctx, g.Images, version, payload)
 	if err != nil {
 		return Release{}, err
 	}
-	img, err := g.Images.Image(ctx, dtkRef)
+	g.mu.Lock()
+	if g.cache == nil {
+		g.cache = map[string]Release{}
+	}
+	g.cache[payload] = r
+	g.mu.Unlock()
+	return r, nil
+}
+
+// ReleaseFromPayload finds the kernel an OpenShift release payload ships: its
+// driver-toolkit image, and that image's release file.
+func ReleaseFromPayload(ctx context.Context, images ImageReader, version, payload string) (Release, error) {
+	dtkRef, err := DTKFromPayload(ctx, images, payload)
+	if err != nil {
+		return Release{}, err
+	}
+	img, err := images.Image(ctx, dtkRef)
 	if err != nil {
 		return Release{}, err
 	}
@@ -157,14 +173,29 @@ func (g *Graph) lookup(ctx context.Context, version, payload string) (Release, e
 	if rhel == "" {
 		rhel, _ = release.RHELVersion(dtk.KernelVersion)
 	}
-	r := Release{OpenShift: version, Kernel: dtk.KernelVersion, RHELVersion: rhel, DTKImage: dtkRef}
-	g.mu.Lock()
-	if g.cache == nil {
-		g.cache = map[string]Release{}
+	return Release{OpenShift: version, Kernel: dtk.KernelVersion, RHELVersion: rhel, DTKImage: dtkRef}, nil
+}
+
+// Union lists the releases of several sources, each (version, kernel) once.
+type Union []Source
+
+// Releases asks every source.
+func (u Union) Releases(ctx context.Context) ([]Release, error) {
+	seen := map[string]bool{}
+	var out []Release
+	for _, s := range u {
+		rels, err := s.Releases(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rels {
+			if k := r.OpenShift + "/" + r.Kernel; !seen[k] {
+				seen[k] = true
+				out = append(out, r)
+			}
+		}
 	}
-	g.cache[payload] = r
-	g.mu.Unlock()
-	return r, nil
+	return out, nil
 }
 
 func (g *Graph) load() {

@@ -220,6 +220,7 @@ func Rehearsal(ctx context.Context, o Options) (*Set, error) {
 		if co.GitURI == "" {
 			return nil, &release.FieldError{Field: "--git-uri", Accepted: "the project repository the OpenShift Build clones, such as https://github.com/intel/intel-data-center-gpu-driver-for-openshift.git"}
 		}
+		kernels = ocp.Union{kernels, cluster.KernelSource{C: cl, Images: reg}}
 		builder = &cluster.Builder{C: cl, Cfg: cluster.BuilderConfig{Namespace: co.BuildNamespace, GitURI: co.GitURI, PushSecret: co.PushSecret}}
 		tester = &cluster.Tester{C: cl, Cfg: cluster.TesterConfig{Namespace: co.TestNamespace, CanarySelector: co.Canary, Image: co.TestImage, Command: co.TestCommand}}
 		deployer = &cluster.Debug{C: cl, Namespace: co.DebugNamespace}
