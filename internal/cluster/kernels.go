@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -86,9 +88,13 @@ type KernelSource struct {
 	Images ocp.ImageReader
 }
 
-// Releases reads the ClusterVersion and its payload.
+// Releases reads the ClusterVersion and its payload. A cluster without a ClusterVersion
+// (not OpenShift, or not yet installed) adds no release.
 func (k KernelSource) Releases(ctx context.Context) ([]ocp.Release, error) {
 	cv, err := k.C.OpenShiftVersion(ctx)
+	if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
