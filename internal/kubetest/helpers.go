@@ -37,18 +37,44 @@ func (c *Cluster) AddNode(t testing.TB, name, kernel string, labels map[string]s
 	if gpus > 0 {
 		res[GPUResource] = *resource.NewQuantity(gpus, resource.DecimalSI)
 	}
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	// kwok initializes the node from the object it last saw, which may predate the status
+	// set here: set it until the node is Ready with this kernel (kwok touches nodeInfo
+	// only while initializing).
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cur, err := k.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if cur.Status.NodeInfo.KernelVersion == kernel && len(cur.Status.Capacity) > 0 {
+				return nil
+			}
+			cur.Status.Capacity, cur.Status.Allocatable = res, res
+			cur.Status.NodeInfo = corev1.NodeSystemInfo{KernelVersion: kernel, OSImage: "Red Hat Enterprise Linux CoreOS", Architecture: "amd64", OperatingSystem: "linux"}
+			_, err = k.CoreV1().Nodes().UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+			return err
+		})
+		if err != nil {
+			t.Fatalf("node %s status: %v", name, err)
+		}
 		cur, err := k.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
-			return err
+			t.Fatalf("node %s: %v", name, err)
 		}
-		cur.Status.Capacity, cur.Status.Allocatable = res, res
-		cur.Status.NodeInfo = corev1.NodeSystemInfo{KernelVersion: kernel, OSImage: "Red Hat Enterprise Linux CoreOS", Architecture: "amd64", OperatingSystem: "linux"}
-		_, err = k.CoreV1().Nodes().UpdateStatus(ctx, cur, metav1.UpdateOptions{})
-		return err
-	})
-	if err != nil {
-		t.Fatalf("node %s status: %v", name, err)
+		ready := false
+		for _, cond := range cur.Status.Conditions {
+			ready = ready || (cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue)
+		}
+		if ready && cur.Status.NodeInfo.KernelVersion == kernel {
+			if _, ok := cur.Status.Allocatable[GPUResource]; ok || gpus == 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %s did not become Ready with kernel %s", name, kernel)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
