@@ -76,7 +76,7 @@ func TestMatrixReportsWaitingChildren(t *testing.T) {
 		}).Times(2)
 	// The third kernel's release stops for a human and says so; it is still running when
 	// the matrix reports, and with one in flight it must not block the others.
-	env.OnWorkflow(workflows.Release, mock.Anything, mock.MatchedBy(func(r release.Request) bool { return r.Kernel == kernelN(3) })).After(1000 * time.Hour).Return(release.Record{}, nil)
+	env.OnWorkflow(workflows.Release, mock.Anything, mock.MatchedBy(func(r release.Request) bool { return r.Kernel == kernelN(3) })).After(1000*time.Hour).Return(release.Record{}, nil)
 	env.RegisterDelayedCallback(func() {
 		env.SignalWorkflow(release.SignalChildWaiting, release.ChildWaiting{WorkflowID: release.WorkflowID(kernelN(3), "1.3.0"), Step: release.StepGPUTest, Summary: "clinfo found no platform"})
 	}, time.Minute)

@@ -163,7 +163,7 @@ func (c *Cluster) start(bin string) error {
 	if err := waitHTTPS(server+"/readyz", token, p.CAPEM, 60*time.Second); err != nil {
 		return fmt.Errorf("kube-apiserver: %w", err)
 	}
-	kc := clientcmdConfig(server, p.CAPEM, token)
+	kc := newKubeconfig(server, p.CAPEM, token)
 	c.Kubeconfig = filepath.Join(c.dir, "kubeconfig")
 	if err := clientcmd.WriteToFile(*kc, c.Kubeconfig); err != nil {
 		return err
@@ -193,10 +193,6 @@ func (c *Cluster) start(bin string) error {
 		return err
 	}
 	return c.installCRDs()
-}
-
-func clientcmdConfig(server string, ca []byte, token string) *clientcmdapiConfig {
-	return newKubeconfig(server, ca, token)
 }
 
 func waitHTTPS(url, token string, ca []byte, timeout time.Duration) error {
