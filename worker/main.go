@@ -12,9 +12,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -53,6 +56,7 @@ type flags struct {
 	testNS, canary          string
 	testImage, testCommand  string
 	debugNS                 string
+	healthAddr              string
 }
 
 func main() {
@@ -70,6 +74,7 @@ func main() {
 	fs.StringVar(&f.testImage, "test-image", "", "cluster backend: image of the GPU test tools (default UBI minimal)")
 	fs.StringVar(&f.testCommand, "test-command", "clinfo", "cluster backend: GPU test command, space separated")
 	fs.StringVar(&f.debugNS, "debug-namespace", "intel-dgpu-debug", "cluster backend: namespace of the debug workloads")
+	fs.StringVar(&f.healthAddr, "health-addr", "", "serve /healthz and /readyz on this address (such as :8080)")
 	fs.StringVar(&f.registry, "registry", "", "registry host for staged and released images (required without --dev)")
 	fs.StringVar(&f.policy, "policy", string(certify.PolicyRoot), "certification policy: container, root, scratch-nonroot, scratch-root")
 	fs.StringVar(&f.projectRepo, "project-repo", wiring.DefaultProjectRepo, "owner/name that gets issues about failed releases")
@@ -167,15 +172,32 @@ func run(ctx context.Context, f flags) error {
 	if f.dev {
 		fmt.Fprintf(os.Stderr, "\nEmbedded default is up. In another terminal:\n  go run ./starter release --trigger kernel\n  go run ./starter list\n")
 	}
-	errCh := make(chan error, 1)
-	go func() { errCh <- w.Run(worker.InterruptCh()) }()
-	select {
-	case <-ctx.Done():
-		w.Stop()
-		return nil
-	case err := <-errCh:
+	var ready atomic.Bool
+	if f.healthAddr != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+			if !ready.Load() {
+				http.Error(w, "worker not polling yet", http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = w.Write([]byte("ok\n"))
+		})
+		ln, err := net.Listen("tcp", f.healthAddr)
+		if err != nil {
+			return fmt.Errorf("--health-addr %s: %w", f.healthAddr, err)
+		}
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+	}
+	if err := w.Start(); err != nil {
 		return err
 	}
+	defer w.Stop()
+	ready.Store(true)
+	<-ctx.Done()
+	return nil
 }
 
 func splitList(s string) []string {
