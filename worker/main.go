@@ -21,11 +21,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
 	"dgpu-release/internal/certify"
 	"dgpu-release/internal/devstack"
+	"dgpu-release/internal/metrics"
 	"dgpu-release/internal/ocp"
 	"dgpu-release/internal/release"
 	"dgpu-release/internal/tclient"
@@ -74,7 +78,7 @@ func main() {
 	fs.StringVar(&f.testImage, "test-image", "", "cluster backend: image of the GPU test tools (default UBI minimal)")
 	fs.StringVar(&f.testCommand, "test-command", "clinfo", "cluster backend: GPU test command, space separated")
 	fs.StringVar(&f.debugNS, "debug-namespace", "intel-dgpu-debug", "cluster backend: namespace of the debug workloads")
-	fs.StringVar(&f.healthAddr, "health-addr", "", "serve /healthz and /readyz on this address (such as :8080)")
+	fs.StringVar(&f.healthAddr, "health-addr", "", "serve /healthz, /readyz and Prometheus /metrics on this address (such as :8080)")
 	fs.StringVar(&f.registry, "registry", "", "registry host for staged and released images (required without --dev)")
 	fs.StringVar(&f.policy, "policy", string(certify.PolicyRoot), "certification policy: container, root, scratch-nonroot, scratch-root")
 	fs.StringVar(&f.projectRepo, "project-repo", wiring.DefaultProjectRepo, "owner/name that gets issues about failed releases")
@@ -161,6 +165,9 @@ func run(ctx context.Context, f flags) error {
 	for _, s := range set.StandIns() {
 		logger.Warn("stand-in in use", "what", s)
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	opts.MetricsHandler = metrics.New(reg)
 	c, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("connect to Temporal at %s: %w", opts.HostPort, err)
@@ -175,6 +182,7 @@ func run(ctx context.Context, f flags) error {
 	var ready atomic.Bool
 	if f.healthAddr != "" {
 		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 			if !ready.Load() {

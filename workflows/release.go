@@ -173,11 +173,15 @@ func (s *releaseState) attempt(ctx workflow.Context, step release.Step, fn func(
 	err := fn()
 	a := &s.status.Attempts[i]
 	a.EndedAt = workflow.Now(ctx)
+	a.Result = release.ResultOK
+	if err != nil {
+		a.Result, a.Error = release.ResultFailed, err.Error()
+	}
+	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"step": string(step), "result": a.Result}).
+		Timer("dgpu_release_step_duration").Record(a.EndedAt.Sub(a.StartedAt))
 	if err == nil {
-		a.Result = release.ResultOK
 		return nil
 	}
-	a.Result, a.Error = release.ResultFailed, err.Error()
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) && appErr.Type() == release.ErrTypeInvalidInput && step == release.StepResolve && s.status.Round == 1 {
 		return err // a request that cannot be resolved is the caller's to fix: fail fast
@@ -357,6 +361,7 @@ func (s *releaseState) finish(ctx workflow.Context, o release.Outcome) (release.
 	s.setStep(ctx, release.StepFinished)
 	s.record.Status = s.status
 	s.record.FinishedAt = workflow.Now(ctx)
+	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"outcome": string(o)}).Counter("dgpu_release_finished").Inc(1)
 	return s.record, nil
 }
 
