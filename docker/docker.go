@@ -174,12 +174,17 @@ var pinRE = map[string]*regexp.Regexp{
 // parses and pins what was asked; the rest of the file is kept byte for byte.
 func PinDriver(content []byte, i915, firmware, version string) ([]byte, error) {
 	out := content
-	for name, v := range map[string]string{"I915_RELEASE": i915, "FIRMWARE_RELEASE": firmware, "DRIVER_VERSION": version} {
-		re := pinRE[name]
+	var missing []string
+	for _, p := range []struct{ name, value string }{{"I915_RELEASE", i915}, {"FIRMWARE_RELEASE", firmware}, {"DRIVER_VERSION", version}} {
+		re := pinRE[p.name]
 		if len(re.FindAllIndex(out, -1)) != 1 {
-			return nil, fmt.Errorf("the Dockerfile must pin ARG %s=<value> on exactly one line", name)
+			missing = append(missing, p.name)
+			continue
 		}
-		out = re.ReplaceAll(out, []byte("ARG "+name+"="+v))
+		out = re.ReplaceAll(out, []byte("ARG "+p.name+"="+p.value))
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("the Dockerfile must pin each of %s on exactly one line (ARG NAME=<value>)", strings.Join(missing, ", "))
 	}
 	d, err := Parse(out)
 	if err != nil {
