@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,12 +46,8 @@ func (a *app) statusCmd() *cobra.Command {
 				}
 				rec, st = &r, r.Status
 			} else {
-				v, err := c.QueryWorkflow(ctx, id, "", release.QueryStatus)
-				if err != nil {
+				if st, err = queryStatus(ctx, c, id); err != nil {
 					return fmt.Errorf("release %s is %s and did not answer the status query (is a worker running?): %w", id, desc.WorkflowExecutionInfo.Status, err)
-				}
-				if err := v.Get(&st); err != nil {
-					return err
 				}
 			}
 			if jsonOut {
@@ -87,13 +84,9 @@ func (a *app) debugCmd() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			v, err := c.QueryWorkflow(ctx, args[0], "", release.QueryStatus)
+			st, err := queryStatus(ctx, c, args[0])
 			if err != nil {
 				return fmt.Errorf("release %s: %w", args[0], err)
-			}
-			var st release.Status
-			if err := v.Get(&st); err != nil {
-				return err
 			}
 			if st.DebugAttach == "" {
 				return fmt.Errorf("release %s has no debug workload (step %s)", args[0], st.Step)
@@ -148,13 +141,9 @@ and changes nothing.
 			defer c.Close()
 			if in, ok := arg.(release.RetryInput); ok && in.Driver != nil {
 				// The driver version stays the release's own; fetch it.
-				v, err := c.QueryWorkflow(ctx, id, "", release.QueryStatus)
+				st, err := queryStatus(ctx, c, id)
 				if err != nil {
 					return fmt.Errorf("release %s: %w", id, err)
-				}
-				var st release.Status
-				if err := v.Get(&st); err != nil {
-					return err
 				}
 				in.Driver.DriverVersion = st.Request.Driver.DriverVersion
 				arg = in
@@ -263,4 +252,14 @@ func (a *app) listCmd() *cobra.Command {
 	f.StringVar(&status, "status", "", "only releases in this state: running, completed, failed, ...")
 	f.IntVar(&limit, "limit", 50, "at most this many")
 	return cmd
+}
+
+// queryStatus asks a running release for its status.
+func queryStatus(ctx context.Context, c client.Client, id string) (release.Status, error) {
+	var st release.Status
+	v, err := c.QueryWorkflow(ctx, id, "", release.QueryStatus)
+	if err != nil {
+		return st, err
+	}
+	return st, v.Get(&st)
 }
