@@ -12,6 +12,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"go.temporal.io/sdk/activity"
@@ -61,10 +63,74 @@ type DebugDeployer interface {
 	Remove(ctx context.Context, name string) error
 }
 
-// heartbeat turns adapter progress into Temporal heartbeats.
+// LivenessTimeout is the heartbeat timeout of every activity: a worker that dies (a
+// killed process, a lost node) is noticed this long after its last heartbeat, and the
+// activity is retried on another worker, instead of after the step's whole
+// start-to-close timeout (hours for a build).
+const LivenessTimeout = 30 * time.Second
+
+// pulseEvery is how often a running activity heartbeats; the SDK throttles the calls to
+// what the server needs.
+const pulseEvery = 5 * time.Second
+
+type pulseKey struct{}
+
+// pulse holds the last progress message, so that liveness heartbeats repeat it instead
+// of wiping it from the Temporal UI.
+type pulse struct {
+	mu   sync.Mutex
+	last string
+}
+
+// alive heartbeats every pulseEvery until done is called, so that every activity can
+// run under LivenessTimeout however long its adapter goes without reporting progress.
+// Outside an activity (direct calls in tests) it does nothing.
+func alive(ctx context.Context) (context.Context, func()) {
+	if !activity.IsActivity(ctx) {
+		return ctx, func() {}
+	}
+	p := &pulse{}
+	ctx = context.WithValue(ctx, pulseKey{}, p)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(pulseEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				p.mu.Lock()
+				last := p.last
+				p.mu.Unlock()
+				if last == "" {
+					activity.RecordHeartbeat(ctx)
+				} else {
+					activity.RecordHeartbeat(ctx, last)
+				}
+			}
+		}
+	}()
+	return ctx, func() {
+		close(stop)
+		wg.Wait()
+	}
+}
+
+// heartbeat turns adapter progress into Temporal heartbeats (and log lines).
 func heartbeat(ctx context.Context) release.Progress {
 	return func(msg string) {
 		if activity.IsActivity(ctx) {
+			if p, ok := ctx.Value(pulseKey{}).(*pulse); ok {
+				p.mu.Lock()
+				p.last = msg
+				p.mu.Unlock()
+			}
 			activity.RecordHeartbeat(ctx, msg)
 			activity.GetLogger(ctx).Info(msg)
 		}

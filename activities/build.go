@@ -30,6 +30,8 @@ func BuildName(key release.BuildKey, round int) string {
 
 // BuildImage builds from the Dockerfile at the resolved commit.
 func (a *Builds) BuildImage(ctx context.Context, in BuildInput) (release.BuildOutput, error) {
+	ctx, done := alive(ctx)
+	defer done()
 	df, commit, err := a.Forge.Dockerfile(ctx, in.Resolved.DockerfileCommit)
 	if err != nil {
 		return release.BuildOutput{}, stepError(err)
@@ -61,6 +63,8 @@ type TestInput struct {
 
 // TestImage runs the test.
 func (a *GPUTests) TestImage(ctx context.Context, in TestInput) (release.TestOutput, error) {
+	ctx, done := alive(ctx)
+	defer done()
 	out, err := a.Tester.Test(ctx, release.TestSpec{
 		Name: fmt.Sprintf("dgpu-test-%s-r%d", in.BuildKey.Short(), in.Round), WorkflowID: in.WorkflowID, Round: in.Round,
 		Kernel: in.Kernel, Image: in.Image.Ref(), Rehearsal: in.Rehearsal,

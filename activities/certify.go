@@ -28,6 +28,8 @@ type CertifyInput struct {
 // CertifyImage runs the policy's checks. A failed check is a StepFailed error whose
 // evidence carries the results document.
 func (a *Certifier) CertifyImage(ctx context.Context, in CertifyInput) (release.CertificationResult, error) {
+	ctx, done := alive(ctx)
+	defer done()
 	ref := in.Image.Ref()
 	d, err := name.NewDigest(ref)
 	if err != nil {

@@ -40,6 +40,8 @@ func Marker(workflowID string, escalated bool) string {
 
 // FileIssue files or comments (never twice for the same release).
 func (a *Issues) FileIssue(ctx context.Context, in IssueInput) (forge.IssueRef, error) {
+	ctx, done := alive(ctx)
+	defer done()
 	repo := a.Config.ProjectRepo
 	if in.Escalate {
 		repo = a.Config.DriverRepo
@@ -109,6 +111,8 @@ type CommentInput struct {
 
 // CommentIssue reminds on, or closes, the release's issue in the project repository.
 func (a *Issues) CommentIssue(ctx context.Context, in CommentInput) error {
+	ctx, done := alive(ctx)
+	defer done()
 	repo := a.Config.ProjectRepo
 	if in.Escalated {
 		repo = a.Config.DriverRepo
@@ -127,6 +131,8 @@ type Debug struct {
 
 // DeployDebug deploys the workload for a failed release.
 func (a *Debug) DeployDebug(ctx context.Context, in release.DebugSpec) (release.DebugWorkload, error) {
+	ctx, done := alive(ctx)
+	defer done()
 	w, err := a.Deployer.Deploy(ctx, in)
 	return w, stepError(err)
 }
@@ -138,5 +144,7 @@ type RemoveDebugInput struct {
 
 // RemoveDebug removes it; a workload already gone is no error.
 func (a *Debug) RemoveDebug(ctx context.Context, in RemoveDebugInput) error {
+	ctx, done := alive(ctx)
+	defer done()
 	return stepError(a.Deployer.Remove(ctx, in.Name))
 }

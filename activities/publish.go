@@ -41,6 +41,8 @@ type PublishOutput struct {
 // an image the registry lacks. Both are idempotent, so a retry after a crash between them
 // finishes the job.
 func (a *Publisher) PublishImage(ctx context.Context, in PublishInput) (PublishOutput, error) {
+	ctx, done := alive(ctx)
+	defer done()
 	if in.Staged.Digest == "" {
 		return PublishOutput{}, invalid("publish: the staged image has no digest")
 	}
@@ -87,6 +89,8 @@ type TableInput struct {
 
 // UpdateTable upserts the row.
 func (a *Tables) UpdateTable(ctx context.Context, in TableInput) (forge.TableUpdate, error) {
+	ctx, done := alive(ctx)
+	defer done()
 	if strings.TrimSpace(in.Row.Image) == "" {
 		return forge.TableUpdate{}, invalid("table row: image is required")
 	}

@@ -37,6 +37,8 @@ type ResolveOutput struct {
 
 // Resolve is step 1.
 func (a *Resolver) Resolve(ctx context.Context, in ResolveInput) (ResolveOutput, error) {
+	ctx, done := alive(ctx)
+	defer done()
 	req := in.Request
 	rels, err := a.Kernels.Releases(ctx)
 	if err != nil {

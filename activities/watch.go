@@ -38,6 +38,8 @@ type KernelsOutput struct {
 // ListKernels reads the kernel sources: one target per kernel, with the newest
 // OpenShift release that ships it.
 func (a *Watch) ListKernels(ctx context.Context) (KernelsOutput, error) {
+	ctx, done := alive(ctx)
+	defer done()
 	rels, err := a.Kernels.Releases(ctx)
 	if err != nil {
 		return KernelsOutput{}, stepError(err)
@@ -74,6 +76,8 @@ type PinnedOutput struct {
 
 // PinnedDriver reads the driver set the Dockerfile pins.
 func (a *Watch) PinnedDriver(ctx context.Context, in PinnedInput) (PinnedOutput, error) {
+	ctx, done := alive(ctx)
+	defer done()
 	content, commit, err := a.Forge.Dockerfile(ctx, in.Ref)
 	if err != nil {
 		return PinnedOutput{}, stepError(err)
@@ -104,6 +108,8 @@ type UnreleasedOutput struct {
 
 // Unreleased looks each target's tag up in the release repository.
 func (a *Watch) Unreleased(ctx context.Context, in UnreleasedInput) (UnreleasedOutput, error) {
+	ctx, done := alive(ctx)
+	defer done()
 	var out UnreleasedOutput
 	for _, t := range in.Targets {
 		_, ok, err := a.Registry.Digest(ctx, a.Config.ReleaseRepo+":"+release.ImageTag(in.DriverVersion, t.Kernel))
@@ -133,6 +139,8 @@ type LatestDriverOutput struct {
 // LatestDriver reads the newest tags of the driver repositories. A changed tag makes a
 // new driver version: the next minor version of the pinned one.
 func (a *Watch) LatestDriver(ctx context.Context, in LatestDriverInput) (LatestDriverOutput, error) {
+	ctx, done := alive(ctx)
+	defer done()
 	i915, err := a.Drivers.LatestTag(ctx, a.I915Repo)
 	if err != nil {
 		return LatestDriverOutput{}, stepError(err)
@@ -155,6 +163,8 @@ func (a *Watch) LatestDriver(ctx context.Context, in LatestDriverInput) (LatestD
 
 // OpenBump opens (or finds) the Dockerfile bump pull request.
 func (a *Watch) OpenBump(ctx context.Context, d release.DriverSet) (forge.PullRequest, error) {
+	ctx, done := alive(ctx)
+	defer done()
 	pr, err := a.Drivers.BumpDockerfile(ctx, d)
 	if err != nil {
 		return forge.PullRequest{}, stepError(fmt.Errorf("bump pull request: %w", err))
@@ -169,6 +179,8 @@ type MergedInput struct {
 
 // BumpMerged reports whether the bump pull request is merged.
 func (a *Watch) BumpMerged(ctx context.Context, in MergedInput) (bool, error) {
+	ctx, done := alive(ctx)
+	defer done()
 	m, err := a.Drivers.PullRequestMerged(ctx, in.Number)
 	return m, stepError(err)
 }

@@ -162,7 +162,7 @@ func (s *releaseState) waitForHuman(ctx workflow.Context, f *stepFailed) (releas
 	}
 	if image != "" {
 		var w release.DebugWorkload
-		c := activityCtx(ctx, "deploy debug workload for "+string(f.step), 10*time.Minute, 0, 5)
+		c := activityCtx(ctx, "deploy debug workload for "+string(f.step), 10*time.Minute, 5)
 		if err := workflow.ExecuteActivity(c, debugs.DeployDebug, release.DebugSpec{WorkflowID: s.status.WorkflowID, Step: f.step, Kernel: s.status.Resolved.Kernel, Image: image, Node: s.lastNode}).Get(ctx, &w); err != nil {
 			logger.Error("debug workload not deployed", "error", err)
 			s.status.Evidence = append(s.status.Evidence, release.Evidence{Step: f.step, Summary: "debug workload not deployed: " + rootMessage(err)})
@@ -197,7 +197,7 @@ func (s *releaseState) waitForHuman(ctx workflow.Context, f *stepFailed) (releas
 			if deadline.Sub(workflow.Now(ctx)) > 0 && s.issue {
 				body := fmt.Sprintf("Reminder: this release has waited since %s for a human to retry, escalate or abort. It ends as timed-out at %s.",
 					f.evidence.Step, deadline.UTC().Format(time.RFC3339))
-				c := activityCtx(ctx, "remind on the release's issue", 5*time.Minute, 0, 5)
+				c := activityCtx(ctx, "remind on the release's issue", 5*time.Minute, 5)
 				if err := workflow.ExecuteActivity(c, issues.CommentIssue, activities.CommentInput{WorkflowID: s.status.WorkflowID, Body: body}).Get(ctx, nil); err != nil {
 					logger.Warn("reminder not posted", "error", err)
 				}
@@ -245,7 +245,7 @@ func (s *releaseState) fileIssue(ctx workflow.Context, ev release.Evidence, esca
 	if escalate {
 		summary = "escalate to the driver's repository"
 	}
-	c := activityCtx(ctx, summary, 5*time.Minute, 0, 10)
+	c := activityCtx(ctx, summary, 5*time.Minute, 10)
 	err := workflow.ExecuteActivity(c, issues.FileIssue, activities.IssueInput{
 		WorkflowID: s.status.WorkflowID, Request: s.req, Resolved: s.status.Resolved, Round: s.status.Round,
 		Failure: ev, Staged: s.status.Staged, Attach: s.status.DebugAttach, Escalate: escalate, Reason: reason,

@@ -151,10 +151,12 @@ func (s *releaseState) runStep(ctx workflow.Context, step release.Step) (release
 }
 
 // activityCtx sets the options of one step next to its call.
-func activityCtx(ctx workflow.Context, summary string, startToClose, heartbeat time.Duration, maxAttempts int32) workflow.Context {
+// Every activity heartbeats while it runs (activities.LivenessTimeout), so that a dead
+// worker costs seconds, not the step's start-to-close timeout.
+func activityCtx(ctx workflow.Context, summary string, startToClose time.Duration, maxAttempts int32) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: startToClose,
-		HeartbeatTimeout:    heartbeat,
+		HeartbeatTimeout:    activities.LivenessTimeout,
 		Summary:             summary,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        5 * time.Second,
@@ -208,7 +210,7 @@ func rootMessage(err error) string {
 func (s *releaseState) resolve(ctx workflow.Context) (alreadyReleased bool, err error) {
 	var out activities.ResolveOutput
 	err = s.attempt(ctx, release.StepResolve, func() error {
-		c := activityCtx(ctx, "resolve kernel, Driver Toolkit and build key", 10*time.Minute, 0, 5)
+		c := activityCtx(ctx, "resolve kernel, Driver Toolkit and build key", 10*time.Minute, 5)
 		return workflow.ExecuteActivity(c, resolver.Resolve, activities.ResolveInput{Request: s.req}).Get(ctx, &out)
 	})
 	if err != nil {
@@ -229,7 +231,7 @@ func (s *releaseState) build(ctx workflow.Context) error {
 	var out release.BuildOutput
 	r := s.status.Resolved
 	err := s.attempt(ctx, release.StepBuild, func() error {
-		c := activityCtx(ctx, fmt.Sprintf("build %s for %s (round %d)", s.req.Driver.DriverVersion, r.Kernel, s.status.Round), 3*time.Hour, 2*time.Minute, 3)
+		c := activityCtx(ctx, fmt.Sprintf("build %s for %s (round %d)", s.req.Driver.DriverVersion, r.Kernel, s.status.Round), 3*time.Hour, 3)
 		return workflow.ExecuteActivity(c, builds.BuildImage, activities.BuildInput{WorkflowID: s.status.WorkflowID, Round: s.status.Round, Resolved: r, Rehearsal: s.req.Rehearsal}).Get(ctx, &out)
 	})
 	if err != nil {
@@ -243,7 +245,7 @@ func (s *releaseState) build(ctx workflow.Context) error {
 func (s *releaseState) gpuTest(ctx workflow.Context) error {
 	var out release.TestOutput
 	err := s.attempt(ctx, release.StepGPUTest, func() error {
-		c := activityCtx(ctx, "GPU test of "+s.status.Staged.Ref(), 2*time.Hour, 2*time.Minute, 3)
+		c := activityCtx(ctx, "GPU test of "+s.status.Staged.Ref(), 2*time.Hour, 3)
 		return workflow.ExecuteActivity(c, gpuTests.TestImage, activities.TestInput{WorkflowID: s.status.WorkflowID, Round: s.status.Round,
 			Kernel: s.status.Resolved.Kernel, Image: *s.status.Staged, BuildKey: s.status.Resolved.BuildKey, Rehearsal: s.req.Rehearsal}).Get(ctx, &out)
 	})
@@ -262,7 +264,7 @@ func (s *releaseState) gpuTest(ctx workflow.Context) error {
 func (s *releaseState) certify(ctx workflow.Context) error {
 	var out release.CertificationResult
 	err := s.attempt(ctx, release.StepCertify, func() error {
-		c := activityCtx(ctx, "certification checks on "+s.status.Staged.Ref(), time.Hour, 2*time.Minute, 3)
+		c := activityCtx(ctx, "certification checks on "+s.status.Staged.Ref(), time.Hour, 3)
 		return workflow.ExecuteActivity(c, certifier.CertifyImage, activities.CertifyInput{Image: *s.status.Staged}).Get(ctx, &out)
 	})
 	if err != nil {
@@ -318,7 +320,7 @@ func (s *releaseState) approve(ctx workflow.Context) error {
 func (s *releaseState) publish(ctx workflow.Context) error {
 	var out activities.PublishOutput
 	err := s.attempt(ctx, release.StepPublish, func() error {
-		c := activityCtx(ctx, fmt.Sprintf("publish %s as %s", s.status.Staged.Ref(), s.status.Resolved.ImageTag), time.Hour, 2*time.Minute, 5)
+		c := activityCtx(ctx, fmt.Sprintf("publish %s as %s", s.status.Staged.Ref(), s.status.Resolved.ImageTag), time.Hour, 5)
 		return workflow.ExecuteActivity(c, publisher.PublishImage, activities.PublishInput{Staged: *s.status.Staged, Resolved: s.status.Resolved, Driver: s.req.Driver, Certification: s.record.Certification}).Get(ctx, &out)
 	})
 	if err != nil {
@@ -335,7 +337,7 @@ func (s *releaseState) table(ctx workflow.Context) error {
 	row := release.Row{Image: s.status.Published.Repository + ":" + s.status.Published.Tag, I915Tag: s.req.Driver.I915Tag, FirmwareTag: s.req.Driver.FirmwareTag, RHEL: r.RHELVersion, OpenShift: r.OpenShiftVersion}
 	var out forge.TableUpdate
 	err := s.attempt(ctx, release.StepTable, func() error {
-		c := activityCtx(ctx, "add "+row.Image+" to the release table", 10*time.Minute, 0, 10)
+		c := activityCtx(ctx, "add "+row.Image+" to the release table", 10*time.Minute, 10)
 		msg := fmt.Sprintf("Release table: %s for kernel %s (OpenShift %s)\n\nReleased by %s.", s.req.Driver.DriverVersion, r.Kernel, r.OpenShiftVersion, s.status.WorkflowID)
 		return workflow.ExecuteActivity(c, tables.UpdateTable, activities.TableInput{Row: row, Message: msg}).Get(ctx, &out)
 	})
@@ -375,7 +377,7 @@ func (s *releaseState) fail(ctx workflow.Context, err error) (release.Record, er
 func (s *releaseState) cleanup(ctx workflow.Context, o release.Outcome) {
 	logger := workflow.GetLogger(ctx)
 	if s.debug != nil {
-		c := activityCtx(ctx, "remove debug workload "+s.debug.Name, 5*time.Minute, 0, 5)
+		c := activityCtx(ctx, "remove debug workload "+s.debug.Name, 5*time.Minute, 5)
 		if err := workflow.ExecuteActivity(c, debugs.RemoveDebug, activities.RemoveDebugInput{Name: s.debug.Name}).Get(ctx, nil); err != nil {
 			logger.Warn("could not remove the debug workload", "name", s.debug.Name, "error", err)
 		} else {
@@ -391,7 +393,7 @@ func (s *releaseState) cleanup(ctx workflow.Context, o release.Outcome) {
 		if s.aborted != nil {
 			body += fmt.Sprintf("\n\nAborted by %s: %s", orUnknown(s.aborted.why.By), s.aborted.why.Reason)
 		}
-		c := activityCtx(ctx, "close the release's issue", 5*time.Minute, 0, 5)
+		c := activityCtx(ctx, "close the release's issue", 5*time.Minute, 5)
 		if err := workflow.ExecuteActivity(c, issues.CommentIssue, activities.CommentInput{WorkflowID: s.status.WorkflowID, Body: body, Close: true}).Get(ctx, nil); err != nil {
 			logger.Warn("could not close the issue", "error", err)
 		}

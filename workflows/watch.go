@@ -16,7 +16,7 @@ import (
 var watch *activities.Watch
 
 func watchCtx(ctx workflow.Context, summary string) workflow.Context {
-	return activityCtx(ctx, summary, 10*time.Minute, 0, 5)
+	return activityCtx(ctx, summary, 10*time.Minute, 5)
 }
 
 // KernelWatch reads the kernel sources, compares them with the published images of the
