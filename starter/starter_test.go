@@ -45,6 +45,13 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
+	if os.Getenv(envFaultWorker) == "1" {
+		if err := faultWorkerMain(); err != nil {
+			fmt.Fprintln(os.Stderr, "fault worker:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 
