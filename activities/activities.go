@@ -12,10 +12,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
@@ -139,7 +141,10 @@ func heartbeat(ctx context.Context) release.Progress {
 
 // stepError converts adapter errors for Temporal: a StepFailure becomes a non-retryable
 // application error of type StepFailed carrying the evidence; a FieldError becomes a
-// non-retryable InvalidInput; anything else stays retryable.
+// non-retryable InvalidInput; a permanent adapter error (bad credentials, a refused
+// request) and a registry's 401 or 403 become non-retryable Permanent, so they fail in
+// seconds with their message instead of after the step's retries; anything else stays
+// retryable.
 func stepError(err error) error {
 	if err == nil {
 		return nil
@@ -155,6 +160,11 @@ func stepError(err error) error {
 	var perm interface{ Permanent() bool }
 	if errors.As(err, &perm) && perm.Permanent() {
 		return temporal.NewNonRetryableApplicationError(err.Error(), release.ErrTypePermanent, nil)
+	}
+	var te *transport.Error
+	if errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden) {
+		return temporal.NewNonRetryableApplicationError(err.Error()+": the registry refused the credentials; check the registry's entry in the docker config ($DOCKER_CONFIG/config.json or ~/.docker/config.json)",
+			release.ErrTypePermanent, nil)
 	}
 	if errors.Is(err, registry.ErrTagConflict) {
 		return temporal.NewNonRetryableApplicationError(err.Error(), release.ErrTypeTagConflict, nil,

@@ -45,21 +45,21 @@ func (a *Certifier) CertifyImage(ctx context.Context, in CertifyInput) (release.
 		p := *a.Preflight
 		p.Policy = policy
 		if res, err = p.Run(ctx, ref); err != nil {
-			return release.CertificationResult{}, err
+			return release.CertificationResult{}, stepError(err)
 		}
 	} else {
 		heartbeat(ctx)("reading " + ref)
 		img, err := a.Registry.Image(ctx, ref)
 		if err != nil {
-			return release.CertificationResult{}, err
+			return release.CertificationResult{}, stepError(err)
 		}
 		tags, err := a.Registry.Tags(ctx, in.Image.Repository)
 		if err != nil {
-			return release.CertificationResult{}, err
+			return release.CertificationResult{}, stepError(err)
 		}
 		res, err = certify.Run(ctx, certify.Target{Ref: ref, Repository: d.Context().RepositoryStr(), Tags: tags, Image: img}, certify.Options{Policy: policy, UBI: a.UBI})
 		if err != nil {
-			return release.CertificationResult{}, err
+			return release.CertificationResult{}, stepError(err)
 		}
 	}
 	if !res.Passed {

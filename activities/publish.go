@@ -37,14 +37,19 @@ type PublishOutput struct {
 	Evidence       release.Evidence `json:"evidence"`
 }
 
-// PublishImage copies, then records. The copy comes first: a catalog record never names
-// an image the registry lacks. Both are idempotent, so a retry after a crash between them
+// PublishImage checks that the catalog answers, copies, then records. The copy comes
+// before the record: a catalog record never names an image the registry lacks. Both are idempotent, so a retry after a crash between them
 // finishes the job.
 func (a *Publisher) PublishImage(ctx context.Context, in PublishInput) (PublishOutput, error) {
 	ctx, done := alive(ctx)
 	defer done()
 	if in.Staged.Digest == "" {
 		return PublishOutput{}, invalid("publish: the staged image has no digest")
+	}
+	// Ask the catalog first: a catalog that refuses us (a bad API key) fails the step
+	// before anything is copied, so nothing is left half-published.
+	if _, err := a.Catalog.FindByDigest(ctx, in.Staged.Digest); err != nil {
+		return PublishOutput{}, stepError(fmt.Errorf("catalog lookup of %s before publishing: %w", in.Staged.Digest, err))
 	}
 	res, err := a.Registry.Copy(ctx, in.Staged.Ref(), a.Config.ReleaseRepo, in.Resolved.ImageTag)
 	if err != nil {
@@ -64,7 +69,7 @@ func (a *Publisher) PublishImage(ctx context.Context, in PublishInput) (PublishO
 		CreationDate: activity.GetInfo(ctx).StartedTime,
 	})
 	if err != nil {
-		return PublishOutput{}, fmt.Errorf("catalog record for %s: %w", out.Image.Ref(), err)
+		return PublishOutput{}, stepError(fmt.Errorf("catalog record for %s: %w", out.Image.Ref(), err))
 	}
 	out.CatalogID = rec.ID
 	verb := "published"

@@ -42,7 +42,7 @@ func (a *Resolver) Resolve(ctx context.Context, in ResolveInput) (ResolveOutput,
 	req := in.Request
 	rels, err := a.Kernels.Releases(ctx)
 	if err != nil {
-		return ResolveOutput{}, fmt.Errorf("list OpenShift releases: %w", err)
+		return ResolveOutput{}, stepError(fmt.Errorf("list OpenShift releases: %w", err))
 	}
 	rel, err := ocp.Find(rels, req.OpenShiftVersion, req.Kernel)
 	if err != nil {
@@ -50,7 +50,7 @@ func (a *Resolver) Resolve(ctx context.Context, in ResolveInput) (ResolveOutput,
 	}
 	img, err := a.Registry.Image(ctx, rel.DTKImage)
 	if err != nil {
-		return ResolveOutput{}, fmt.Errorf("Driver Toolkit of OpenShift %s: %w", rel.OpenShift, err)
+		return ResolveOutput{}, stepError(fmt.Errorf("Driver Toolkit of OpenShift %s: %w", rel.OpenShift, err))
 	}
 	dtk, err := ocp.ReadDTKRelease(ctx, img)
 	if err != nil {
@@ -83,15 +83,15 @@ func (a *Resolver) Resolve(ctx context.Context, in ResolveInput) (ResolveOutput,
 	ref := a.Config.ReleaseRepo + ":" + out.Resolved.ImageTag
 	digest, ok, err := a.Registry.Digest(ctx, ref)
 	if err != nil || !ok {
-		return out, err
+		return out, stepError(err)
 	}
 	pub, err := a.Registry.Image(ctx, ref)
 	if err != nil {
-		return ResolveOutput{}, err
+		return ResolveOutput{}, stepError(err)
 	}
 	cf, err := pub.ConfigFile()
 	if err != nil {
-		return ResolveOutput{}, fmt.Errorf("read %s: %w", ref, err)
+		return ResolveOutput{}, stepError(fmt.Errorf("read %s: %w", ref, err))
 	}
 	if got := cf.Config.Labels[release.LabelBuildKey]; got != string(out.Resolved.BuildKey) {
 		ev := out.Evidence
@@ -102,7 +102,7 @@ func (a *Resolver) Resolve(ctx context.Context, in ResolveInput) (ResolveOutput,
 	out.Published = &release.Image{Repository: a.Config.ReleaseRepo, Tag: out.Resolved.ImageTag, Digest: digest}
 	out.Evidence.Summary += "; already published as " + out.Published.Ref()
 	if rec, err := a.Catalog.FindByDigest(ctx, digest); err != nil {
-		return ResolveOutput{}, fmt.Errorf("catalog lookup of %s: %w", digest, err)
+		return ResolveOutput{}, stepError(fmt.Errorf("catalog lookup of %s: %w", digest, err))
 	} else if rec != nil {
 		out.CatalogID = rec.ID
 	}

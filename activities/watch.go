@@ -114,7 +114,7 @@ func (a *Watch) Unreleased(ctx context.Context, in UnreleasedInput) (UnreleasedO
 	for _, t := range in.Targets {
 		_, ok, err := a.Registry.Digest(ctx, a.Config.ReleaseRepo+":"+release.ImageTag(in.DriverVersion, t.Kernel))
 		if err != nil {
-			return UnreleasedOutput{}, err
+			return UnreleasedOutput{}, stepError(err)
 		}
 		if ok {
 			out.Released = append(out.Released, t.Kernel)
