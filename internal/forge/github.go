@@ -220,24 +220,32 @@ func (g *GitHub) writeFile(ctx context.Context, branch, path, message string, co
 		return "", false, err
 	}
 	if err == nil && string(old) == string(content) {
-		var head *github.Reference
-		err := g.call(ctx, "read branch "+branch, g.project(), func() (*github.Response, error) {
-			var resp *github.Response
-			var err error
-			head, resp, err = g.c.Git.GetRef(ctx, g.owner, g.repo, "heads/"+branch)
-			return resp, err
-		})
-		if err != nil {
-			return "", false, err
-		}
-		return head.GetObject().GetSHA(), false, nil
+		head, err := g.head(ctx, branch)
+		return head, false, err
 	}
 	opts := &github.RepositoryContentFileOptions{Message: github.String(message), Content: content, Branch: github.String(branch)}
 	if sha != "" {
 		opts.SHA = github.String(sha)
 	}
 	var res *github.RepositoryContentResponse
+	tried, landed := false, false
 	err = g.call(ctx, "commit "+path+" to "+branch, g.project(), func() (*github.Response, error) {
+		if tried {
+			// The last write may have landed though its answer was lost (a 5xx from a
+			// proxy): look before writing again, or a second write would fail on the
+			// stale sha, or commit twice.
+			cur, curSHA, err := g.file(ctx, path, branch)
+			switch {
+			case err == nil && string(cur) == string(content):
+				landed = true
+				return nil, nil
+			case err == nil:
+				opts.SHA = github.String(curSHA)
+			case !isStatus(err, http.StatusNotFound):
+				return nil, err
+			}
+		}
+		tried = true
 		var resp *github.Response
 		var err error
 		res, resp, err = g.c.Repositories.UpdateFile(ctx, g.owner, g.repo, path, opts)
@@ -246,7 +254,26 @@ func (g *GitHub) writeFile(ctx context.Context, branch, path, message string, co
 	if err != nil {
 		return "", false, err
 	}
+	if landed {
+		head, err := g.head(ctx, branch)
+		return head, true, err
+	}
 	return res.Commit.GetSHA(), true, nil
+}
+
+// head returns the commit a branch points at.
+func (g *GitHub) head(ctx context.Context, branch string) (string, error) {
+	var ref *github.Reference
+	err := g.call(ctx, "read branch "+branch, g.project(), func() (*github.Response, error) {
+		var resp *github.Response
+		var err error
+		ref, resp, err = g.c.Git.GetRef(ctx, g.owner, g.repo, "heads/"+branch)
+		return resp, err
+	})
+	if err != nil {
+		return "", err
+	}
+	return ref.GetObject().GetSHA(), nil
 }
 
 // PullRequest is an open (or merged) pull request.
@@ -274,7 +301,20 @@ func (g *GitHub) openPullRequest(ctx context.Context, branch, title, body string
 		return PullRequest{Number: prs[0].GetNumber(), URL: prs[0].GetHTMLURL(), Branch: branch}, nil
 	}
 	var pr *github.PullRequest
+	tried := false
 	if err := g.call(ctx, "open pull request from "+branch, g.project(), func() (*github.Response, error) {
+		if tried {
+			// A lost answer may hide an opened pull request: look for it first.
+			open, resp, err := g.c.PullRequests.List(ctx, g.owner, g.repo, &github.PullRequestListOptions{State: "open", Head: g.owner + ":" + branch, Base: g.base})
+			if err != nil {
+				return resp, err
+			}
+			if len(open) > 0 {
+				pr = open[0]
+				return nil, nil
+			}
+		}
+		tried = true
 		var resp *github.Response
 		var err error
 		pr, resp, err = g.c.PullRequests.Create(ctx, g.owner, g.repo, &github.NewPullRequest{Title: github.String(title), Head: github.String(branch), Base: github.String(g.base), Body: github.String(body)})
@@ -411,7 +451,20 @@ func (g *GitHub) FileIssue(ctx context.Context, in Issue) (IssueRef, error) {
 	}
 	var is *github.Issue
 	labels := []string{IssueLabel}
+	tried := false
 	if err := g.call(ctx, "file issue", in.Repo, func() (*github.Response, error) {
+		if tried {
+			// A lost answer may hide a created issue: find it by its marker first.
+			found, err := g.findIssue(ctx, owner, name, in.Marker)
+			if err != nil {
+				return nil, err
+			}
+			if found != nil {
+				is = found
+				return nil, nil
+			}
+		}
+		tried = true
 		var resp *github.Response
 		var err error
 		is, resp, err = g.c.Issues.Create(ctx, owner, name, &github.IssueRequest{Title: github.String(in.Title), Body: github.String(in.Body + "\n\n" + MarkerComment(in.Marker)), Labels: &labels})

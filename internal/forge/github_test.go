@@ -223,3 +223,34 @@ func TestLatestTagByWorkWeek(t *testing.T) {
 	_, err = g.LatestTag(context.Background(), "intel-gpu/intel-gpu-firmware")
 	require.ErrorContains(t, err, "WW")
 }
+
+// A write whose answer is lost (the proxy answers 502 after GitHub did the work) is not
+// done twice: the retry looks first and finds the commit, the issue, the pull request.
+func TestGitHubWritesWithLostAnswersHappenOnce(t *testing.T) {
+	ctx := context.Background()
+	row := release.Row{Image: "quay.io/intel/intel-dgpu-driver:1.2.0-5.14.0-427.26.1.el9_4.x86_64", I915Tag: "I", FirmwareTag: "F", RHEL: "9.4", OpenShift: "4.16.3"}
+	f := newFakeGitHub()
+	faults := fakes.NewFaults(f, fakes.WithErrorBody(fakes.GitHubError))
+	put := faults.On(http.MethodPut, "/repos/"+testRepo+"/contents/").ServeThenFailNext(1, http.StatusBadGateway)
+	post := faults.On(http.MethodPost, "/repos/"+testRepo+"/").ServeThenFailNext(2, http.StatusBadGateway)
+	g, _ := newTestGitHub(t, faults, true)
+
+	up, err := g.UpdateTable(ctx, row, "Release table: 1.2.0")
+	require.NoError(t, err)
+	assert.True(t, up.Changed)
+	assert.Contains(t, up.URL, "/pull/")
+	var commits int
+	for _, c := range f.Commits(testRepo) {
+		if c.Path == release.TablePath {
+			commits++
+		}
+	}
+	assert.Equal(t, 1, commits, "one table commit")
+	assert.Len(t, f.PullRequests(testRepo), 1, "one pull request")
+
+	_, err = g.FileIssue(ctx, Issue{Repo: testRepo, Marker: "release/k/1.2.0", Title: "t", Body: "b"})
+	require.NoError(t, err)
+	assert.Len(t, f.Issues(testRepo), 1, "one issue")
+	assert.Equal(t, 1, put.Counts().Failed)
+	assert.Equal(t, 2, post.Counts().Failed, "the pull request's and the issue's answers were lost")
+}
