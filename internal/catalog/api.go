@@ -128,6 +128,17 @@ func (e *APIError) Permanent() bool {
 // do sends one request, waiting out 429 (Retry-After) and retrying 5xx and transport
 // errors with backoff, up to the attempt limit. out may be nil.
 func (a *API) do(ctx context.Context, op, method string, u *url.URL, body, out any) error {
+	return a.send(ctx, op, method, u, body, out, nil)
+}
+
+// create is do for a POST that makes something: an attempt that failed with a 5xx or a
+// lost connection may still have landed, so before sending again it asks landed, and a
+// true answer ends the call without a second record.
+func (a *API) create(ctx context.Context, op string, u *url.URL, body, out any, landed func() (bool, error)) error {
+	return a.send(ctx, op, http.MethodPost, u, body, out, landed)
+}
+
+func (a *API) send(ctx context.Context, op, method string, u *url.URL, body, out any, landed func() (bool, error)) error {
 	var payload []byte
 	if body != nil {
 		var err error
@@ -137,7 +148,17 @@ func (a *API) do(ctx context.Context, op, method string, u *url.URL, body, out a
 	}
 	backoff := time.Second
 	var last error
+	maybeLanded := false
 	for attempt := 1; attempt <= a.attempts; attempt++ {
+		if maybeLanded && landed != nil {
+			done, err := landed()
+			if err != nil {
+				return fmt.Errorf("catalog API %s: checking whether the last attempt landed: %w", op, err)
+			}
+			if done {
+				return nil
+			}
+		}
 		req, err := http.NewRequestWithContext(ctx, method, u.String(), bytes.NewReader(payload))
 		if err != nil {
 			return err
@@ -149,6 +170,7 @@ func (a *API) do(ctx context.Context, op, method string, u *url.URL, body, out a
 		}
 		resp, err := a.hc.Do(req)
 		wait := backoff
+		maybeLanded = err != nil || resp.StatusCode >= 500
 		if err != nil {
 			last = fmt.Errorf("catalog API %s: %w", op, err)
 		} else {
@@ -275,16 +297,20 @@ func (a *API) Record(ctx context.Context, img Image) (Image, error) {
 	}
 	if existing == nil {
 		var created apiImage
-		err := a.do(ctx, "create image", http.MethodPost, a.url("images", nil), apiImage{
+		err := a.create(ctx, "create image", a.url("images", nil), apiImage{
 			DockerImageDigest: img.DockerImageDigest, Architecture: "amd64", Repositories: img.Repositories,
-		}, &created)
+		}, &created, func() (bool, error) {
+			found, err := a.FindByDigest(ctx, img.DockerImageDigest)
+			existing = found
+			return found != nil, err
+		})
 		var ae *APIError
 		if errors.As(err, &ae) && ae.Status == http.StatusConflict {
 			existing, err = a.FindByDigest(ctx, img.DockerImageDigest) // created concurrently: read the winner
 			if err == nil && existing == nil {
 				err = fmt.Errorf("catalog API create image: 409 Conflict, but no record for %s", img.DockerImageDigest)
 			}
-		} else if err == nil {
+		} else if err == nil && existing == nil {
 			existing = &Image{ID: created.ID, DockerImageDigest: img.DockerImageDigest, Repositories: img.Repositories}
 		}
 		if err != nil {
@@ -303,10 +329,22 @@ func (a *API) Record(ctx context.Context, img Image) (Image, error) {
 			found = found || r.TestLibrary == img.TestResults.TestLibrary
 		}
 		if !found {
+			list := *results
 			results.RawQuery = ""
-			if err := a.do(ctx, "attach test results", http.MethodPost, results, testResults{
+			if err := a.create(ctx, "attach test results", results, testResults{
 				ImageID: existing.ID, Passed: img.TestResults.Passed, TestLibrary: img.TestResults.TestLibrary, Results: img.TestResults.Results,
-			}, nil); err != nil {
+			}, nil, func() (bool, error) {
+				var now page[testResults]
+				if err := a.do(ctx, "list test results", http.MethodGet, &list, nil, &now); err != nil {
+					return false, err
+				}
+				for _, r := range now.Data {
+					if r.TestLibrary == img.TestResults.TestLibrary {
+						return true, nil
+					}
+				}
+				return false, nil
+			}); err != nil {
 				return Image{}, err
 			}
 		}
@@ -347,10 +385,15 @@ func (a *API) attachArtifact(ctx context.Context, imageID, name string, doc any)
 	if len(have.Data) > 0 {
 		return nil
 	}
+	list := *u
 	u.RawQuery = ""
-	return a.do(ctx, "attach artifact "+name, http.MethodPost, u, artifact{
+	return a.create(ctx, "attach artifact "+name, u, artifact{
 		ImageID: imageID, Filename: name, Content: base64.StdEncoding.EncodeToString(raw), ContentType: "application/json", FileSize: len(raw),
-	}, nil)
+	}, nil, func() (bool, error) {
+		var now page[artifact]
+		err := a.do(ctx, "list artifacts", http.MethodGet, &list, nil, &now)
+		return len(now.Data) > 0, err
+	})
 }
 
 // UBILayers answers BasedOnUbi from the catalog's GraphQL endpoint: which of the given

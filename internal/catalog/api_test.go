@@ -68,6 +68,24 @@ func TestAPIRecordIsIdempotent(t *testing.T) {
 	assert.Nil(t, none)
 }
 
+// Creates whose answers are lost (504 after the catalog did the work) are not repeated:
+// the retry finds the image, the test results and the artifact first.
+func TestAPICreatesWithLostAnswersHappenOnce(t *testing.T) {
+	ctx := context.Background()
+	f := newFake()
+	faults := fakes.NewFaults(f, fakes.WithErrorBody(fakes.CatalogError))
+	lost := faults.On(http.MethodPost, fakes.CatalogAPIPath).ServeThenFailNext(3, http.StatusGatewayTimeout)
+	a, _ := newTestAPI(t, faults, testKey)
+	img := Image{DockerImageDigest: "sha256:aa", Repositories: []Repository{{Registry: "quay.io", Repository: "intel/intel-dgpu-driver", Tags: []string{"1.2.0-k"}}}, TestResults: results(true)}
+	got, err := a.Record(ctx, img)
+	require.NoError(t, err)
+	assert.Equal(t, "img1", got.ID)
+	assert.Equal(t, 3, lost.Counts().Failed, "the image's, the results' and the artifact's answers were lost")
+	assert.Len(t, f.ImagesByDigest("sha256:aa"), 1, "one image record")
+	assert.Len(t, f.TestResults(), 1, "one set of test results")
+	assert.Len(t, f.Artifacts(), 1, "one results artifact")
+}
+
 func TestAPIConcurrentCreateReadsTheWinner(t *testing.T) {
 	f := newFake()
 	f.RaceNextCreate()
