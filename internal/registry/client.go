@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -21,9 +22,22 @@ type Client struct {
 	transport http.RoundTripper
 }
 
+// DefaultResponseTimeout bounds the wait for a registry's response headers once a
+// request is sent (a blob's body then streams for as long as it takes), so that a
+// registry that accepts a connection and never answers fails the call, to be retried,
+// instead of hanging the step until its start-to-close timeout.
+const DefaultResponseTimeout = 2 * time.Minute
+
 // NewClient returns a client with the default keychain.
 func NewClient() *Client {
-	return &Client{keychain: authn.DefaultKeychain, transport: remote.DefaultTransport}
+	return NewClientWithTimeout(DefaultResponseTimeout)
+}
+
+// NewClientWithTimeout returns a client that waits at most d for response headers.
+func NewClientWithTimeout(d time.Duration) *Client {
+	t := remote.DefaultTransport.(*http.Transport).Clone()
+	t.ResponseHeaderTimeout = d
+	return &Client{keychain: authn.DefaultKeychain, transport: t}
 }
 
 func (c *Client) options(ctx context.Context) []remote.Option {
