@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -26,6 +28,9 @@ func (a *app) statusCmd() *cobra.Command {
 		Short: "Show a release's steps, attempts and evidence",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := release.ValidateWorkflowID("ID", args[0]); err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			c, err := a.dial(ctx)
 			if err != nil {
@@ -78,6 +83,9 @@ func (a *app) debugCmd() *cobra.Command {
 		Short: "Print the command that attaches to a failed release's debug workload",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := release.ValidateWorkflowID("ID", args[0]); err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			c, err := a.dial(ctx)
 			if err != nil {
@@ -114,24 +122,9 @@ and changes nothing.
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, action := args[0], args[1]
-			var arg any
-			switch action {
-			case release.ActionRetry:
-				in := release.RetryInput{DockerfileRef: ref, Reason: reason, By: by}
-				if i915 != "" || firmware != "" {
-					if i915 == "" || firmware == "" {
-						return errors.New("--i915-tag and --firmware-tag go together: give both to retry with a new driver set")
-					}
-					in.Driver = &release.DriverSet{I915Tag: i915, FirmwareTag: firmware}
-				}
-				arg = in
-			case release.ActionEscalate, release.ActionAbort, release.ActionApprove:
-				if ref != "" || i915 != "" || firmware != "" {
-					return fmt.Errorf("--ref, --i915-tag and --firmware-tag apply to retry only, not %s", action)
-				}
-				arg = release.ReasonInput{Reason: reason, By: by}
-			default:
-				return &release.FieldError{Field: "action", Value: action, Accepted: "one of " + strings.Join(release.Actions, ", ")}
+			arg, err := signalInput(id, action, signalFlags{ref: ref, reason: reason, by: by, i915: i915, firmware: firmware, given: givenFlags(cmd.Flags())})
+			if err != nil {
+				return err
 			}
 			ctx := cmd.Context()
 			c, err := a.dial(ctx)
@@ -150,6 +143,10 @@ and changes nothing.
 			}
 			h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: id, UpdateName: action, Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageCompleted})
 			if err != nil {
+				var notFound *serviceerror.NotFound
+				if errors.As(err, &notFound) {
+					return fmt.Errorf("%s %s: no such release is running (it ended, or never started; `starter status %s` tells which): %w", action, id, id, err)
+				}
 				return fmt.Errorf("%s %s: %w", action, id, err)
 			}
 			var msg string
@@ -173,6 +170,57 @@ and changes nothing.
 	return cmd
 }
 
+type signalFlags struct {
+	ref, reason, by, i915, firmware string
+	given                           map[string]bool
+}
+
+// signalInput checks a human action and its flags as the release's update validator
+// would, before anything connects, and builds the update's input. Each error names the
+// flag and the field of the input it fills.
+func signalInput(id, action string, f signalFlags) (any, error) {
+	errs := []error{release.ValidateWorkflowID("ID", id)}
+	onFlag := func(flag string, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", flag, err))
+		}
+	}
+	if f.given["by"] && strings.TrimSpace(f.by) == "" {
+		errs = append(errs, &release.FieldError{Field: "--by", Accepted: "who is acting, such as alice, or leave --by out ($USER)"})
+	}
+	var arg any
+	switch action {
+	case release.ActionRetry:
+		in := release.RetryInput{DockerfileRef: f.ref, Reason: f.reason, By: f.by}
+		if f.given["ref"] {
+			onFlag("--ref", release.ValidateRef("dockerfile_ref", f.ref))
+		}
+		if f.given["i915-tag"] || f.given["firmware-tag"] {
+			if !f.given["i915-tag"] || !f.given["firmware-tag"] {
+				errs = append(errs, errors.New("--i915-tag and --firmware-tag go together: give both to retry with a new driver set"))
+			} else {
+				onFlag("--i915-tag", release.ValidateTag("driver.i915_tag", f.i915))
+				onFlag("--firmware-tag", release.ValidateTag("driver.firmware_tag", f.firmware))
+				in.Driver = &release.DriverSet{I915Tag: f.i915, FirmwareTag: f.firmware}
+			}
+		}
+		arg = in
+	case release.ActionEscalate, release.ActionAbort, release.ActionApprove:
+		if f.given["ref"] || f.given["i915-tag"] || f.given["firmware-tag"] {
+			errs = append(errs, fmt.Errorf("--ref, --i915-tag and --firmware-tag apply to retry only, not %s", action))
+		}
+		in := release.ReasonInput{Reason: f.reason, By: f.by}
+		onFlag("--reason", in.Validate(action))
+		arg = in
+	default:
+		errs = append(errs, &release.FieldError{Field: "action", Value: action, Accepted: "one of " + strings.Join(release.Actions, ", ")})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return arg, nil
+}
+
 func (a *app) listCmd() *cobra.Command {
 	var kernel, ocpVersion, driver, step, status string
 	var limit int
@@ -181,7 +229,13 @@ func (a *app) listCmd() *cobra.Command {
 		Short: "List releases, filtered by kernel, OpenShift version, driver version, step or status",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var errs []error
+			errs := givenEmpty(cmd.Flags(), map[string]string{
+				"kernel": release.FormKernel, "ocp": release.FormOpenShift, "driver-version": release.FormDriverVersion,
+				"step": "a step name, one of " + strings.Join(listSteps(), ", "), "status": "running, completed, failed, terminated, canceled or timedout",
+			})
+			if limit < 1 || limit > maxListLimit {
+				errs = append(errs, &release.FieldError{Field: "--limit", Value: fmt.Sprint(limit), Accepted: fmt.Sprintf("a number from 1 to %d", maxListLimit)})
+			}
 			q := []string{fmt.Sprintf("WorkflowType = '%s'", release.WorkflowRelease)}
 			if kernel != "" {
 				errs = append(errs, release.ValidateKernel("--kernel", kernel))
@@ -196,12 +250,8 @@ func (a *app) listCmd() *cobra.Command {
 				q = append(q, fmt.Sprintf("%s = '%s'", release.SearchAttrDriverVersion, driver))
 			}
 			if step != "" {
-				ok := step == string(release.StepWaiting) || step == string(release.StepFinished)
-				for _, s := range release.Steps {
-					ok = ok || step == string(s)
-				}
-				if !ok {
-					errs = append(errs, &release.FieldError{Field: "--step", Value: step, Accepted: "a step name such as build, gpu-test, waiting-for-human, finished"})
+				if !slices.Contains(listSteps(), step) {
+					errs = append(errs, &release.FieldError{Field: "--step", Value: step, Accepted: "one of " + strings.Join(listSteps(), ", ")})
 				}
 				q = append(q, fmt.Sprintf("%s = '%s'", release.SearchAttrStep, step))
 			}
@@ -253,6 +303,22 @@ func (a *app) listCmd() *cobra.Command {
 	f.IntVar(&limit, "limit", 50, "at most this many")
 	return cmd
 }
+
+// maxListLimit is the most releases one list asks for (one page of the visibility API).
+const maxListLimit = 1000
+
+// listSteps are the values of the DgpuStep search attribute: "queued" (set at start),
+// the steps, waiting-for-human and finished.
+func listSteps() []string {
+	out := []string{stepQueued}
+	for _, s := range release.Steps {
+		out = append(out, string(s))
+	}
+	return append(out, string(release.StepWaiting), string(release.StepFinished))
+}
+
+// stepQueued is the DgpuStep of a release that has not started its first step.
+const stepQueued = "queued"
 
 // queryStatus asks a running release for its status.
 func queryStatus(ctx context.Context, c client.Client, id string) (release.Status, error) {

@@ -5,16 +5,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"dgpu-release/activities"
 	"dgpu-release/docker"
@@ -32,6 +35,10 @@ type releaseFlags struct {
 	requireApproval, keep, jsonOut, noUI                       bool
 	kubeconfig, nodeSelector                                   string
 	approvalTimeout, humanDeadline, reminder                   time.Duration
+	ports                                                      ports
+	// empty holds the flags given with an empty value (see givenEmpty); given, every flag given.
+	empty []error
+	given map[string]bool
 }
 
 func (a *app) releaseCmd() *cobra.Command {
@@ -51,7 +58,14 @@ The driver set defaults to the tags docker/intel-dgpu-driver.Dockerfile pins; wi
   starter release --trigger manual --ocp 4.16.3 --require-approval
   starter release --trigger kernel --fail-at gpu-test   # rehearse the failure path`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return a.release(cmd.Context(), f) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.ports, f.given = a.ports, givenFlags(cmd.Flags())
+			f.empty = givenEmpty(cmd.Flags(), map[string]string{
+				"kernel": release.FormKernel, "ocp": release.FormOpenShift, "i915-tag": release.FormTag, "firmware-tag": release.FormTag,
+				"driver-version": release.FormDriverVersion, "kubeconfig": "the path of a kubeconfig file", "node-selector": formSelector,
+			})
+			return a.release(cmd.Context(), f)
+		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.trigger, "trigger", "", "what started the release: driver, kernel or manual (required)")
@@ -61,7 +75,7 @@ The driver set defaults to the tags docker/intel-dgpu-driver.Dockerfile pins; wi
 	fl.StringVar(&f.firmware, "firmware-tag", "", "firmware tag (default: the Dockerfile's pinned FIRMWARE_RELEASE)")
 	fl.StringVar(&f.version, "driver-version", "", "driver version to release (default: the Dockerfile's pinned DRIVER_VERSION)")
 	fl.StringVar(&f.ref, "ref", "main", "revision of the Dockerfile to build from")
-	fl.BoolVar(&f.requireApproval, "require-approval", false, "wait for `starter signal ID approve` before publishing")
+	fl.BoolVar(&f.requireApproval, "require-approval", false, "wait for 'starter signal ID approve' before publishing")
 	fl.DurationVar(&f.approvalTimeout, "approval-timeout", release.DefaultApprovalTimeout, "end the release if not approved within this time")
 	fl.DurationVar(&f.humanDeadline, "human-deadline", release.DefaultHumanDeadline, "end a failed release nobody answers within this time")
 	fl.DurationVar(&f.reminder, "reminder", release.DefaultReminderInterval, "remind on the issue this often while waiting")
@@ -75,9 +89,10 @@ The driver set defaults to the tags docker/intel-dgpu-driver.Dockerfile pins; wi
 	return cmd
 }
 
-// request turns flags into a request, naming the flag in every error.
+// request turns flags into a request, naming the flag in every error. It reads the
+// kubeconfig it is given, and changes nothing.
 func (f releaseFlags) request() (release.Request, error) {
-	var errs []error
+	errs := append([]error(nil), f.empty...)
 	trig := release.Trigger(f.trigger)
 	switch trig {
 	case release.TriggerDriver, release.TriggerKernel, release.TriggerManual:
@@ -111,6 +126,14 @@ func (f releaseFlags) request() (release.Request, error) {
 			errs = append(errs, &release.FieldError{Field: dur.flag, Value: dur.v.String(), Accepted: "a positive duration such as 30m, 24h"})
 		}
 	}
+	if f.given["approval-timeout"] && !f.requireApproval {
+		errs = append(errs, errors.New("--approval-timeout applies to the approval gate: add --require-approval, or leave --approval-timeout out"))
+	}
+	errs = append(errs, f.ports.validate()...)
+	errs = append(errs, f.clusterFlags()...)
+	if tclient.Configured() && f.kernel == "" && f.kubeconfig == "" {
+		errs = append(errs, fmt.Errorf("--kernel is required with %s (accepted form is %s): the worker's kernel sources are not reachable from the starter; or give --kubeconfig with --trigger kernel", tclient.EnvAddress, release.FormKernel))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return release.Request{}, err
 	}
@@ -119,6 +142,92 @@ func (f releaseFlags) request() (release.Request, error) {
 		RequireApproval: f.requireApproval, ApprovalTimeout: f.approvalTimeout, HumanDeadline: f.humanDeadline, ReminderInterval: f.reminder,
 		Rehearsal: release.RehearsalOptions{FailAt: release.Step(f.failAt)},
 	}, nil
+}
+
+// formSelector is the accepted form of a Kubernetes label selector.
+const formSelector = "a Kubernetes label selector, such as intel.feature.node.kubernetes.io/gpu=true"
+
+// clusterFlags checks --kubeconfig and --node-selector: where they apply, and that the
+// kubeconfig file loads (it is not contacted).
+func (f releaseFlags) clusterFlags() []error {
+	var errs []error
+	if f.kubeconfig == "" {
+		if f.given["node-selector"] {
+			errs = append(errs, errors.New("--node-selector picks the GPU nodes of --kubeconfig's cluster: add --kubeconfig, or leave --node-selector out"))
+		}
+		return errs
+	}
+	switch {
+	case release.Trigger(f.trigger) != release.TriggerKernel:
+		errs = append(errs, fmt.Errorf("--kubeconfig applies to --trigger kernel (the kernels of the cluster's GPU nodes), not --trigger %s", f.trigger))
+	case f.kernel != "" || f.ocp != "":
+		errs = append(errs, errors.New("--kubeconfig releases for the kernels of the cluster's GPU nodes: leave out --kernel and --ocp, or leave out --kubeconfig"))
+	}
+	if f.nodeSelector != "" {
+		if _, err := labels.Parse(f.nodeSelector); err != nil {
+			errs = append(errs, fmt.Errorf("%w (%v)", &release.FieldError{Field: "--node-selector", Value: f.nodeSelector, Accepted: formSelector}, err))
+		}
+	}
+	if _, err := cluster.RESTConfig(f.kubeconfig); err != nil {
+		errs = append(errs, kubeconfigError("--kubeconfig", f.kubeconfig, err))
+	}
+	return errs
+}
+
+// kubeconfigError names the flag and the file that did not load.
+func kubeconfigError(flag, path string, err error) error {
+	if cause := errors.Unwrap(err); cause != nil {
+		err = cause // without cluster.RESTConfig's own hint
+	}
+	fe := &release.FieldError{Field: flag, Value: path, Accepted: "the path of a kubeconfig file, such as ~/.kube/config"}
+	fi, serr := os.Stat(path)
+	switch {
+	case serr != nil:
+		return fmt.Errorf("%w (%v)", fe, unwrapPath(serr))
+	case fi.IsDir():
+		return fmt.Errorf("%w (it is a folder)", fe)
+	}
+	return fmt.Errorf("%w (%v)", fe, err)
+}
+
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// givenFlags names the flags that were given on the command line.
+func givenFlags(fs *pflag.FlagSet) map[string]bool {
+	given := map[string]bool{}
+	fs.Visit(func(fl *pflag.Flag) { given[fl.Name] = true })
+	return given
+}
+
+// validate checks the port flags of the embedded default.
+func (p ports) validate() []error {
+	return []error{tclient.ValidatePort("--temporal-port", p.frontend), tclient.ValidatePort("--ui-port", p.ui), tclient.ValidatePort("--registry-port", p.registry)}
+}
+
+// knownToEmbedded checks --kernel and --ocp against the kernel source of the embedded
+// default this process is about to start, so that an unknown one is refused before a
+// stack starts or a release is recorded.
+func knownToEmbedded(kernel, openshift string) error {
+	if kernel == "" && openshift == "" {
+		return nil
+	}
+	if _, err := ocp.Find(ocp.RehearsalKernels(), openshift, kernel); err != nil {
+		flag := "--kernel"
+		switch {
+		case kernel != "" && openshift != "":
+			flag = "--ocp and --kernel"
+		case openshift != "":
+			flag = "--ocp"
+		}
+		return fmt.Errorf("%s: %w (the embedded default's sample kernel source)", flag, err)
+	}
+	return nil
 }
 
 func or(v, def string) string {
@@ -132,6 +241,11 @@ func (a *app) release(ctx context.Context, f releaseFlags) error {
 	req, err := f.request()
 	if err != nil {
 		return err
+	}
+	if _, running := devstack.ReadInfo(a.stateDir); !tclient.Configured() && running != nil {
+		if err := knownToEmbedded(f.kernel, f.ocp); err != nil {
+			return err
+		}
 	}
 	sess, err := a.connect(ctx, f.noUI, f.keep)
 	if err != nil {
@@ -180,7 +294,7 @@ func (a *app) startAndFollow(ctx context.Context, c client.Client, req release.R
 	sa := []temporal.SearchAttributeUpdate{
 		temporal.NewSearchAttributeKeyKeyword(release.SearchAttrKernel).ValueSet(req.Kernel),
 		temporal.NewSearchAttributeKeyKeyword(release.SearchAttrDriverVersion).ValueSet(req.Driver.DriverVersion),
-		temporal.NewSearchAttributeKeyKeyword(release.SearchAttrStep).ValueSet("queued"),
+		temporal.NewSearchAttributeKeyKeyword(release.SearchAttrStep).ValueSet(stepQueued),
 	}
 	if req.OpenShiftVersion != "" {
 		sa = append(sa, temporal.NewSearchAttributeKeyKeyword(release.SearchAttrOpenShiftVersion).ValueSet(req.OpenShiftVersion))

@@ -125,6 +125,8 @@ type watchFlags struct {
 	mergePoll                time.Duration
 	maxInFlight              int
 	noUI                     bool
+	ports                    ports
+	given                    map[string]bool
 }
 
 func (a *app) watchCmd() *cobra.Command {
@@ -141,7 +143,10 @@ Without --once this creates (or updates) two Temporal Schedules. Without TEMPORA
 and with no embedded stack running, it starts the embedded default and serves it until
 Ctrl-C, so the schedules fire.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return a.watch(cmd.Context(), f) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.ports, f.given = a.ports, givenFlags(cmd.Flags())
+			return a.watch(cmd.Context(), f)
+		},
 	}
 	fl := cmd.Flags()
 	fl.BoolVar(&f.once, "once", false, "run each watch once now and report, instead of scheduling")
@@ -154,17 +159,30 @@ Ctrl-C, so the schedules fire.`,
 	return cmd
 }
 
-func (a *app) watch(ctx context.Context, f watchFlags) error {
+// validate checks every flag, naming each one that is wrong.
+func (f watchFlags) validate() error {
+	var errs []error
 	for _, d := range []struct {
 		flag string
 		v    time.Duration
 	}{{"--kernel-interval", f.kernelEvery}, {"--driver-interval", f.driverEvery}, {"--merge-poll", f.mergePoll}} {
 		if d.v < time.Second {
-			return &release.FieldError{Field: d.flag, Value: d.v.String(), Accepted: "a duration of at least 1s, such as 6h"}
+			errs = append(errs, &release.FieldError{Field: d.flag, Value: d.v.String(), Accepted: "a duration of at least 1s, such as 6h"})
 		}
 	}
 	if f.maxInFlight <= 0 {
-		return &release.FieldError{Field: "--max-in-flight", Value: fmt.Sprint(f.maxInFlight), Accepted: "a positive number"}
+		errs = append(errs, &release.FieldError{Field: "--max-in-flight", Value: fmt.Sprint(f.maxInFlight), Accepted: "a positive number"})
+	}
+	if f.once && (f.given["kernel-interval"] || f.given["driver-interval"]) {
+		errs = append(errs, errors.New("--kernel-interval and --driver-interval set the schedules: leave them out with --once (it runs each watch once now)"))
+	}
+	errs = append(errs, f.ports.validate()...)
+	return errors.Join(errs...)
+}
+
+func (a *app) watch(ctx context.Context, f watchFlags) error {
+	if err := f.validate(); err != nil {
+		return err
 	}
 	sess, err := a.connect(ctx, f.noUI, false)
 	if err != nil {

@@ -143,11 +143,13 @@ type RetryInput struct {
 	Driver *DriverSet `json:"driver,omitempty"`
 	Reason string     `json:"reason,omitempty"`
 	By     string     `json:"by,omitempty"`
+	// invalid is what was wrong with the JSON it was decoded from (see UnmarshalJSON).
+	invalid error
 }
 
 // Validate checks the optional fields that are set.
 func (in RetryInput) Validate() error {
-	var errs []error
+	errs := []error{in.invalid}
 	if in.DockerfileRef != "" {
 		errs = append(errs, ValidateRef("dockerfile_ref", in.DockerfileRef))
 	}
@@ -161,11 +163,16 @@ func (in RetryInput) Validate() error {
 type ReasonInput struct {
 	Reason string `json:"reason,omitempty"`
 	By     string `json:"by,omitempty"`
+	// invalid is what was wrong with the JSON it was decoded from (see UnmarshalJSON).
+	invalid error
 }
 
 // Validate requires a reason for escalate and abort, where the people who read the
 // issue need one; approve may go without.
 func (in ReasonInput) Validate(action string) error {
+	if in.invalid != nil {
+		return in.invalid
+	}
 	if (action == ActionEscalate || action == ActionAbort) && strings.TrimSpace(in.Reason) == "" {
 		return &FieldError{Field: "reason", Accepted: "a short text that says why (shown on the issue)"}
 	}

@@ -3,6 +3,7 @@ package release
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -198,6 +199,19 @@ func WorkflowID(kernel, driverVersion string) string {
 	return "release/" + kernel + "/" + driverVersion
 }
 
+// FormWorkflowID is the accepted form of a release's workflow ID.
+const FormWorkflowID = "a release ID, release/<kernel>/<driver-version>, such as release/5.14.0-427.37.1.el9_4.x86_64/1.2.0 (starter list shows them)"
+
+// ValidateWorkflowID checks that id names a release, as WorkflowID builds it.
+func ValidateWorkflowID(field, id string) error {
+	rest, ok := strings.CutPrefix(id, "release/")
+	kernel, version, ok2 := strings.Cut(rest, "/")
+	if !ok || !ok2 || !kernelRE.MatchString(kernel) || !semverRE.MatchString(version) {
+		return &FieldError{Field: field, Value: id, Accepted: FormWorkflowID}
+	}
+	return nil
+}
+
 // ImageTag is the tag a released image carries: <driver-version>-<kernel>.
 func ImageTag(driverVersion, kernel string) string {
 	return driverVersion + "-" + kernel
@@ -285,4 +299,109 @@ func joinStrings[T ~string](list []T) string {
 		s[i] = string(v)
 	}
 	return strings.Join(s, ", ")
+}
+
+// Fields of the human actions' inputs, as a person types them in the Temporal UI.
+var (
+	retryFields  = []string{"dockerfile_ref", "driver", "reason", "by"}
+	driverFields = []string{"i915_tag", "firmware_tag", "driver_version"}
+	reasonFields = []string{"reason", "by"}
+)
+
+// Accepted forms of the human actions' inputs.
+const (
+	FormRetryInput  = `a JSON object with any of dockerfile_ref, driver {i915_tag, firmware_tag, driver_version}, reason, by, such as {"dockerfile_ref": "main", "reason": "fixed the Dockerfile"}`
+	FormReasonInput = `a JSON object with reason and by, such as {"reason": "superseded", "by": "alice"}`
+)
+
+// UnmarshalJSON decodes a retry input strictly. A payload that is not a JSON object, an
+// unknown field or a value of the wrong JSON type does not fail the decoding: the SDK drops
+// a signal it cannot decode without a trace. It is kept instead, with the fields that did
+// decode, for Validate to refuse, naming the field and the accepted form.
+func (in *RetryInput) UnmarshalJSON(b []byte) error {
+	*in = RetryInput{}
+	fields, err := objectFields("", "retry input", FormRetryInput, b, retryFields)
+	errs := []error{err}
+	errs = append(errs, stringField("dockerfile_ref", FormRef, fields, &in.DockerfileRef),
+		stringField("reason", formWhy, fields, &in.Reason),
+		stringField("by", formBy, fields, &in.By))
+	if raw, ok := fields["driver"]; ok && !isNull(raw) {
+		df, err := objectFields("driver.", "driver", "a JSON object with i915_tag, firmware_tag and driver_version", raw, driverFields)
+		errs = append(errs, err)
+		if df != nil {
+			d := DriverSet{}
+			errs = append(errs, stringField("driver.i915_tag", FormTag, df, &d.I915Tag),
+				stringField("driver.firmware_tag", FormTag, df, &d.FirmwareTag),
+				stringField("driver.driver_version", FormDriverVersion, df, &d.DriverVersion))
+			in.Driver = &d
+		}
+	}
+	in.invalid = errors.Join(errs...)
+	return nil
+}
+
+// UnmarshalJSON decodes the input of escalate, abort and approve strictly, as
+// RetryInput.UnmarshalJSON does.
+func (in *ReasonInput) UnmarshalJSON(b []byte) error {
+	*in = ReasonInput{}
+	fields, err := objectFields("", "input", FormReasonInput, b, reasonFields)
+	in.invalid = errors.Join(err,
+		stringField("reason", formWhy, fields, &in.Reason),
+		stringField("by", formBy, fields, &in.By))
+	return nil
+}
+
+const (
+	formWhy = "a short text that says why"
+	formBy  = "the name of who acts"
+)
+
+// objectFields splits a JSON object (null: no fields) into its fields, and names each
+// field that is not one of known. field names the object in errors.
+func objectFields(prefix, field, accepted string, b []byte, known []string) (map[string]json.RawMessage, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, &FieldError{Field: field, Value: snippet(b), Accepted: accepted}
+	}
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var errs []error
+	for _, k := range names {
+		if !contains(known, k) {
+			errs = append(errs, &FieldError{Field: prefix + k, Value: snippet(m[k]),
+				Accepted: fmt.Sprintf("a field of the %s: %s (this one is unknown)", field, strings.Join(known, ", "))})
+			delete(m, k)
+		}
+	}
+	return m, errors.Join(errs...)
+}
+
+// stringField decodes the named field, when present and not null, as a JSON string.
+func stringField(name, accepted string, fields map[string]json.RawMessage, dst *string) error {
+	key := name[strings.LastIndexByte(name, '.')+1:]
+	raw, ok := fields[key]
+	if !ok || isNull(raw) {
+		return nil
+	}
+	if err := json.Unmarshal(raw, dst); err != nil {
+		return &FieldError{Field: name, Value: snippet(raw), Accepted: accepted + " (a JSON string)"}
+	}
+	return nil
+}
+
+func isNull(raw json.RawMessage) bool { return strings.TrimSpace(string(raw)) == "null" }
+
+// snippet is a short form of a JSON value for an error message.
+func snippet(b []byte) string {
+	s := strings.Join(strings.Fields(string(b)), " ")
+	if s == "" {
+		return "(empty)"
+	}
+	if len(s) > 60 {
+		s = s[:57] + "..."
+	}
+	return s
 }
