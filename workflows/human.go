@@ -44,9 +44,15 @@ func (s *releaseState) registerHandlers(ctx workflow.Context) error {
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		retryCh := workflow.GetSignalChannelWithOptions(ctx, release.ActionRetry, workflow.SignalChannelOptions{Description: descriptions[release.ActionRetry]})
 		sel := workflow.NewSelector(ctx)
+		// ReceiveAsync, not Receive: a payload that cannot be decoded is dropped by the SDK,
+		// and Receive would then block this loop, and every other signal, until the next
+		// good one on the same channel.
 		sel.AddReceive(retryCh, func(c workflow.ReceiveChannel, _ bool) {
 			var in release.RetryInput
-			c.Receive(ctx, &in)
+			if !c.ReceiveAsync(&in) {
+				s.undecodable(ctx, release.ActionRetry)
+				return
+			}
 			s.signal(ctx, action{name: release.ActionRetry, retry: in})
 		})
 		for _, name := range []string{release.ActionEscalate, release.ActionAbort, release.ActionApprove} {
@@ -54,7 +60,10 @@ func (s *releaseState) registerHandlers(ctx workflow.Context) error {
 			ch := workflow.GetSignalChannelWithOptions(ctx, name, workflow.SignalChannelOptions{Description: descriptions[name]})
 			sel.AddReceive(ch, func(c workflow.ReceiveChannel, _ bool) {
 				var in release.ReasonInput
-				c.Receive(ctx, &in)
+				if !c.ReceiveAsync(&in) {
+					s.undecodable(ctx, name)
+					return
+				}
 				s.signal(ctx, action{name: name, why: in})
 			})
 		}
@@ -105,6 +114,9 @@ func (s *releaseState) validate(a action) error {
 			return errors.New("abort: the release is already aborting")
 		}
 	case release.ActionApprove:
+		if err := a.why.Validate(a.name); err != nil {
+			return err
+		}
 		if !s.req.RequireApproval {
 			return errors.New("approve: this release has no approval gate")
 		}
@@ -136,6 +148,13 @@ func (s *releaseState) accept(ctx workflow.Context, a action) string {
 	}
 	s.pending = append(s.pending, a)
 	return a.name + " accepted"
+}
+
+// undecodable records a signal whose payload the SDK could not decode.
+func (s *releaseState) undecodable(ctx workflow.Context, name string) {
+	msg := "the payload is not JSON: send an object such as {\"reason\": \"...\", \"by\": \"...\"}"
+	s.status.Actions = append(s.status.Actions, release.HumanAction{Action: name + " (rejected)", At: workflow.Now(ctx), Reason: msg})
+	workflow.GetLogger(ctx).Warn("signal rejected", "signal", name, "error", msg)
 }
 
 // signal applies a signal like an update, but as a signal cannot be refused, a bad one

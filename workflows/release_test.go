@@ -177,6 +177,31 @@ func (s *ReleaseSuite) TestRetryBySignalWithoutChangesRebuildsFromBuild() {
 	s.Equal([]string{"resolve:ok", "build:ok", "gpu-test:failed", "build:ok", "gpu-test:ok", "certify:ok", "approve:skipped", "publish:ok", "table:ok"}, steps(rec))
 }
 
+// A signal whose payload is not JSON (the UI's raw input) is recorded as rejected and
+// does not block the other signals.
+func (s *ReleaseSuite) TestUndecodableSignalIsRejectedAndBlocksNothing() {
+	s.env.OnActivity(builds.BuildImage, mock.Anything, mock.Anything).Return(release.BuildOutput{}, stepFailed(release.StepBuild, "i915 does not compile"))
+	s.env.RegisterDelayedCallback(func() {
+		s.env.SignalWorkflow(release.ActionAbort, []byte("stop it")) // a binary payload, not JSON
+	}, time.Hour)
+	s.env.RegisterDelayedCallback(func() {
+		s.env.SignalWorkflow(release.ActionEscalate, release.ReasonInput{Reason: "driver bug", By: "bob"})
+	}, 2*time.Hour)
+	s.env.RegisterDelayedCallback(func() {
+		v, err := s.env.QueryWorkflow(release.QueryStatus)
+		s.Require().NoError(err)
+		var st release.Status
+		s.Require().NoError(v.Get(&st))
+		s.Require().Len(st.Actions, 2)
+		s.Equal("abort (rejected)", st.Actions[0].Action)
+		s.Contains(st.Actions[0].Reason, "not JSON")
+		s.Equal(release.ActionEscalate, st.Actions[1].Action, "the next signal on another channel is read")
+		s.env.SignalWorkflow(release.ActionAbort, release.ReasonInput{Reason: "superseded", By: "bob"})
+	}, 3*time.Hour)
+	s.env.ExecuteWorkflow(workflows.Release, request())
+	s.Equal(release.OutcomeAborted, s.result().Outcome)
+}
+
 func (s *ReleaseSuite) TestEscalateFilesInDriverRepoAndKeepsWaiting() {
 	s.env.OnActivity(builds.BuildImage, mock.Anything, mock.Anything).Return(release.BuildOutput{}, stepFailed(release.StepBuild, "i915 does not compile"))
 	s.env.RegisterDelayedCallback(func() {
