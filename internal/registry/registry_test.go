@@ -2,7 +2,12 @@ package registry_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"fmt"
+	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -100,4 +105,38 @@ func TestEmbeddedRegistryKeepsImagesAcrossRestarts(t *testing.T) {
 	tags, err := c.Tags(ctx, host+"/release/driver")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"1.0.0-k"}, tags)
+}
+
+// The embedded registry stores a blob only when its bytes match its digest, and answers
+// HEAD with the stored size.
+func TestEmbeddedRegistryKeepsOnlyVerifiedBlobs(t *testing.T) {
+	dir := t.TempDir()
+	h, err := registry.NewServer(dir, nil)
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	body := "the blob's bytes"
+	good := v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", sha256.Sum256([]byte(body)))}
+	bad := v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("0", 64)}
+	put := func(d v1.Hash) int {
+		resp, err := http.Post(srv.URL+"/v2/x/y/blobs/uploads/?digest="+d.String(), "application/octet-stream", strings.NewReader(body))
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	assert.Equal(t, http.StatusBadRequest, put(bad), "a digest that does not match is refused")
+	_, err = os.Stat(filepath.Join(dir, "blobs", "sha256", bad.Hex))
+	assert.ErrorIs(t, err, os.ErrNotExist, "nothing is stored under the wrong digest")
+	assert.Equal(t, http.StatusCreated, put(good))
+	resp, err := http.Head(srv.URL + "/v2/x/y/blobs/" + good.String())
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, int64(len(body)), resp.ContentLength)
+	resp, err = http.Head(srv.URL + "/v2/x/y/blobs/" + bad.String())
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+	left, _ := filepath.Glob(filepath.Join(dir, "blobs", "upload-*"))
+	assert.Empty(t, left, "no temporary file is left behind")
 }
