@@ -140,3 +140,51 @@ func TestEmbeddedRegistryKeepsOnlyVerifiedBlobs(t *testing.T) {
 	left, _ := filepath.Glob(filepath.Join(dir, "blobs", "upload-*"))
 	assert.Empty(t, left, "no temporary file is left behind")
 }
+
+// A chunked upload (POST, PATCH, PATCH, PUT) streams to a file in the state folder and
+// lands under its digest; a chunk that does not continue the upload is refused.
+func TestEmbeddedRegistryStreamsChunkedUploadsToDisk(t *testing.T) {
+	dir := t.TempDir()
+	h, err := registry.NewServer(dir, nil)
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	do := func(method, url, contentRange, body string) *http.Response {
+		req, err := http.NewRequest(method, url, strings.NewReader(body))
+		require.NoError(t, err)
+		if contentRange != "" {
+			req.Header.Set("Content-Range", contentRange)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp
+	}
+	resp := do(http.MethodPost, srv.URL+"/v2/a/b/blobs/uploads/", "", "")
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	loc := srv.URL + resp.Header.Get("Location")
+	sessions, _ := os.ReadDir(filepath.Join(dir, "uploads"))
+	assert.Len(t, sessions, 1, "the session is a file")
+	resp = do(http.MethodPatch, loc, "0-4", "hello")
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	assert.Equal(t, "0-4", resp.Header.Get("Range"))
+	assert.Equal(t, http.StatusRequestedRangeNotSatisfiable, do(http.MethodPatch, loc, "0-4", "again").StatusCode, "a chunk must continue the upload")
+	resp = do(http.MethodPatch, loc, "5-10", " world")
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	d := fmt.Sprintf("sha256:%x", sha256.Sum256([]byte("hello world!")))
+	resp = do(http.MethodPut, loc+"?digest="+d, "", "!")
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	assert.Equal(t, d, resp.Header.Get("Docker-Content-Digest"))
+	b, err := os.ReadFile(filepath.Join(dir, "blobs", "sha256", strings.TrimPrefix(d, "sha256:")))
+	require.NoError(t, err)
+	assert.Equal(t, "hello world!", string(b))
+	sessions, _ = os.ReadDir(filepath.Join(dir, "uploads"))
+	assert.Empty(t, sessions, "the session file became the blob")
+
+	// A wrong digest at the end is refused and stores nothing.
+	resp = do(http.MethodPost, srv.URL+"/v2/a/b/blobs/uploads/", "", "")
+	loc = srv.URL + resp.Header.Get("Location")
+	assert.Equal(t, http.StatusBadRequest, do(http.MethodPut, loc+"?digest=sha256:"+strings.Repeat("1", 64), "", "data").StatusCode)
+	_, err = os.Stat(filepath.Join(dir, "blobs", "sha256", strings.Repeat("1", 64)))
+	assert.ErrorIs(t, err, os.ErrNotExist)
+}

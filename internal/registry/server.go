@@ -26,7 +26,7 @@ import (
 )
 
 // NewServer returns the handler of an OCI registry whose state lives in dir: blobs on
-// disk (dir/blobs), and manifests in a journal (dir/manifests.jsonl and dir/manifests/)
+// disk (dir/blobs, uploads streamed to dir/uploads), and manifests in a journal (dir/manifests.jsonl and dir/manifests/)
 // replayed at start, so a stopped embedded default resumes with its images.
 // go-containerregistry's registry keeps manifests in memory only; the journal wraps it.
 func NewServer(dir string, logger *log.Logger) (http.Handler, error) {
@@ -45,7 +45,12 @@ func NewServer(dir string, logger *log.Logger) (http.Handler, error) {
 	if err := j.replay(); err != nil {
 		return nil, err
 	}
-	return j, nil
+	// Upload sessions do not survive a restart (a client starts a new one); drop their files.
+	sessions := filepath.Join(dir, "uploads")
+	if err := os.RemoveAll(sessions); err != nil {
+		return nil, fmt.Errorf("registry state folder: %w", err)
+	}
+	return &uploads{next: j, dir: sessions, blobs: diskBlobs{dir: blobs}}, nil
 }
 
 type journalEntry struct {
