@@ -259,6 +259,8 @@ func TestBadHumanInputLeavesAWaitingReleaseAsItWas(t *testing.T) {
 		var st release.Status
 		if assert.NoError(ct, v.Get(&st)) {
 			assert.Equal(ct, release.StepWaiting, st.Step)
+			// Settled into the wait: the issue is filed last, just before it.
+			assert.NotEmpty(ct, st.Issues)
 		}
 	}, 3*time.Minute, 200*time.Millisecond, "the release waits for a human after the GPU test failed")
 	waiting := status()
