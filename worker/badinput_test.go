@@ -53,6 +53,7 @@ func TestWorkerRefusesBadInput(t *testing.T) {
 		{"dev with TEMPORAL_ADDRESS", dev, remote, []string{"--dev", "TEMPORAL_ADDRESS"}},
 		{"no Temporal", []string{"--registry", "quay.io"}, nil, []string{"TEMPORAL_ADDRESS", "--dev"}},
 		{"no registry", nil, remote, []string{"--registry is required", "quay.io"}},
+		{"real registry without the update graph", []string{"--registry", "quay.io"}, remote, []string{"--graph-url", "stand-in Driver Toolkit images to quay.io"}},
 		{"registry with scheme", []string{"--registry", "https://quay.io/x"}, remote, []string{`--registry "https://quay.io/x"`, "no scheme or path"}},
 		{"address without port", []string{"--registry", "quay.io"}, map[string]string{"TEMPORAL_ADDRESS": "localhost"}, []string{`TEMPORAL_ADDRESS "localhost"`, "host:port"}},
 		{"address with scheme", []string{"--registry", "quay.io"}, map[string]string{"TEMPORAL_ADDRESS": "http://localhost:7233"}, []string{"TEMPORAL_ADDRESS", "no scheme"}},

@@ -293,6 +293,12 @@ func (f flags) validate(ctx context.Context) (ignored []string, err error) {
 			add(&release.FieldError{Field: "--registry", Accepted: formRegistry + " (required without --dev)"})
 		} else {
 			add(validateRegistry(f.registry))
+			// Without the update graph the worker uses the sample releases, whose stand-in
+			// Driver Toolkit images it pushes to the registry: never to a real one.
+			if host := strings.Split(f.registry, ":")[0]; f.graphURL == "" && host != "127.0.0.1" && host != "localhost" && host != "[::1]" {
+				add(&release.FieldError{Field: "--graph-url", Accepted: "the OpenShift update graph URL (such as " + ocp.DefaultGraphURL + "), required with a registry that is not on loopback: " +
+					"without it the worker would use the sample releases and push their stand-in Driver Toolkit images to " + f.registry})
+			}
 		}
 		for _, p := range []string{"temporal-port", "ui-port", "registry-port"} {
 			unused(p, "applies to --dev only")
