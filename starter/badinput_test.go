@@ -17,13 +17,11 @@ import (
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/worker"
 
 	"dgpu-release/docker"
 	"dgpu-release/internal/devstack"
 	"dgpu-release/internal/ocp"
 	"dgpu-release/internal/release"
-	"dgpu-release/internal/wiring"
 	"dgpu-release/workflows"
 )
 
@@ -219,18 +217,8 @@ func TestBadHumanInputLeavesAWaitingReleaseAsItWas(t *testing.T) {
 	defer cancel()
 	clearTemporalEnv(t)
 	state := t.TempDir()
-	stack, err := devstack.Start(ctx, devstack.Config{StateDir: state, NoUI: true})
-	require.NoError(t, err)
-	defer stack.Stop()
-	set, err := wiring.Rehearsal(ctx, wiring.Options{StateDir: state, RegistryHost: stack.RegistryHost})
-	require.NoError(t, err)
-	c, err := client.DialContext(ctx, client.Options{HostPort: stack.TemporalAddress, Namespace: stack.Namespace})
-	require.NoError(t, err)
-	defer c.Close()
-	w := worker.New(c, release.TaskQueue, worker.Options{})
-	set.Register(w)
-	require.NoError(t, w.Start())
-	defer w.Stop()
+	_, c, _, stop := stackWithWorker(t, ctx, devstack.Config{StateDir: state, NoUI: true})
+	defer stop()
 
 	rel, err := ocp.Find(ocp.RehearsalKernels(), "4.16.3", "")
 	require.NoError(t, err)
@@ -251,18 +239,7 @@ func TestBadHumanInputLeavesAWaitingReleaseAsItWas(t *testing.T) {
 		require.NoError(t, v.Get(&st))
 		return st
 	}
-	require.EventuallyWithT(t, func(ct *assert.CollectT) {
-		v, err := c.QueryWorkflow(ctx, id, "", release.QueryStatus)
-		if !assert.NoError(ct, err) {
-			return
-		}
-		var st release.Status
-		if assert.NoError(ct, v.Get(&st)) {
-			assert.Equal(ct, release.StepWaiting, st.Step)
-			// Settled into the wait: the issue is filed last, just before it.
-			assert.NotEmpty(ct, st.Issues)
-		}
-	}, 3*time.Minute, 200*time.Millisecond, "the release waits for a human after the GPU test failed")
+	waitForStatus(t, ctx, c, id, waitingForHuman) // after the GPU test failed
 	waiting := status()
 	updateEvents := func() int {
 		t.Helper()

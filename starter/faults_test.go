@@ -276,15 +276,7 @@ func TestKilledWorkerSideEffectsHappenOnce(t *testing.T) {
 
 	// The failed release waits for a human; a retry finishes it.
 	failedID := release.WorkflowID(releases[3].kernel, driver.DriverVersion)
-	require.EventuallyWithT(t, func(ct *assert.CollectT) {
-		v, err := c.QueryWorkflow(ctx, failedID, "", release.QueryStatus)
-		if !assert.NoError(ct, err) {
-			return
-		}
-		var st release.Status
-		require.NoError(t, v.Get(&st))
-		assert.Equal(ct, release.StepWaiting, st.Step)
-	}, 3*time.Minute, 300*time.Millisecond)
+	waitForStatus(t, ctx, c, failedID, waitingForHuman)
 	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: failedID, UpdateName: release.ActionRetry,
 		Args: []any{release.RetryInput{Reason: "GPU node rebooted", By: "fault-test"}}, WaitForStage: client.WorkflowUpdateStageCompleted})
 	require.NoError(t, err)

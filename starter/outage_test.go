@@ -17,7 +17,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
@@ -154,14 +153,7 @@ func (o *outage) start(t *testing.T, ctx context.Context, ocpVersion, kernel str
 
 func (o *outage) history(t *testing.T, ctx context.Context, id string) (*historypb.History, string) {
 	t.Helper()
-	var events []*historypb.HistoryEvent
-	it := o.c.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for it.HasNext() {
-		e, err := it.Next()
-		require.NoError(t, err)
-		events = append(events, e)
-	}
-	h := &historypb.History{Events: events}
+	h := fetchHistory(t, ctx, o.c, id, "")
 	b, err := protojson.Marshal(h)
 	require.NoError(t, err)
 	return h, string(b)
@@ -264,14 +256,7 @@ func TestPermanentErrorsFailFastWithAClearMessage(t *testing.T) {
 
 	kernel := "5.14.0-427.37.1.el9_4.x86_64"
 	id, _ := o.start(t, ctx, "4.17.0", kernel)
-	var st release.Status
-	require.EventuallyWithT(t, func(ct *assert.CollectT) {
-		var err error
-		st, err = statusOf(t, ctx, o.c, id)
-		if assert.NoError(ct, err) {
-			assert.Equal(ct, release.StepWaiting, st.Step)
-		}
-	}, 2*time.Minute, 200*time.Millisecond)
+	st := waitForStatus(t, ctx, o.c, id, waitingForHuman)
 	last := st.Evidence[len(st.Evidence)-1]
 	assert.Equal(t, release.StepPublish, last.Step)
 	assert.Contains(t, last.Summary, "401")
@@ -288,13 +273,7 @@ func TestPermanentErrorsFailFastWithAClearMessage(t *testing.T) {
 	o.ghf.On("", "/repos/").Always(http.StatusUnauthorized)
 	kernel = "5.14.0-427.26.1.el9_4.x86_64"
 	id, _ = o.start(t, ctx, "4.16.3", kernel)
-	require.EventuallyWithT(t, func(ct *assert.CollectT) {
-		var err error
-		st, err = statusOf(t, ctx, o.c, id)
-		if assert.NoError(ct, err) {
-			assert.Equal(ct, release.StepWaiting, st.Step)
-		}
-	}, 2*time.Minute, 200*time.Millisecond)
+	st = waitForStatus(t, ctx, o.c, id, func(st release.Status) bool { return st.Step == release.StepWaiting })
 	assert.Equal(t, release.StepResolve, st.Evidence[0].Step)
 	assert.Contains(t, st.Evidence[0].Summary, "401")
 	h, _ = o.history(t, ctx, id)

@@ -40,18 +40,8 @@ type recordEnv struct {
 func startRecordEnv(t *testing.T, ctx context.Context) *recordEnv {
 	t.Helper()
 	state := t.TempDir()
-	stack, err := devstack.Start(ctx, devstack.Config{StateDir: state, NoUI: true})
-	require.NoError(t, err)
-	t.Cleanup(stack.Stop)
-	set, err := wiring.Rehearsal(ctx, wiring.Options{StateDir: state, RegistryHost: stack.RegistryHost})
-	require.NoError(t, err)
-	c, err := client.DialContext(ctx, client.Options{HostPort: stack.TemporalAddress, Namespace: stack.Namespace})
-	require.NoError(t, err)
-	t.Cleanup(c.Close)
-	w := worker.New(c, release.TaskQueue, worker.Options{})
-	set.Register(w)
-	require.NoError(t, w.Start())
-	t.Cleanup(w.Stop)
+	_, c, set, stop := stackWithWorker(t, ctx, devstack.Config{StateDir: state, NoUI: true})
+	t.Cleanup(stop)
 	return &recordEnv{state: state, set: set, c: c}
 }
 
@@ -93,15 +83,7 @@ func (e *recordEnv) released(t *testing.T, ctx context.Context, tg release.Kerne
 // waitForHuman waits until the release stops for a human and has filed its issue.
 func (e *recordEnv) waitForHuman(t *testing.T, ctx context.Context, id string) release.Status {
 	t.Helper()
-	var st release.Status
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		v, err := e.c.QueryWorkflow(ctx, id, "", release.QueryStatus)
-		if assert.NoError(c, err) && assert.NoError(c, v.Get(&st)) {
-			assert.Equal(c, release.StepWaiting, st.Step)
-			assert.NotEmpty(c, st.Issues, "the issue is filed")
-		}
-	}, 2*time.Minute, 200*time.Millisecond)
-	return st
+	return waitForStatus(t, ctx, e.c, id, waitingForHuman)
 }
 
 func (e *recordEnv) act(t *testing.T, ctx context.Context, id, action, reason string) string {
@@ -125,14 +107,7 @@ func (e *recordEnv) abort(t *testing.T, ctx context.Context, id string) {
 
 func (e *recordEnv) history(t *testing.T, ctx context.Context, id, runID string) *historypb.History {
 	t.Helper()
-	var events []*historypb.HistoryEvent
-	it := e.c.GetWorkflowHistory(ctx, id, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for it.HasNext() {
-		ev, err := it.Next()
-		require.NoError(t, err)
-		events = append(events, ev)
-	}
-	return &historypb.History{Events: events}
+	return fetchHistory(t, ctx, e.c, id, runID)
 }
 
 // hasEvent reports whether the run's history holds an event of the type so far.

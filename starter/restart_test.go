@@ -12,32 +12,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/worker"
 
 	"dgpu-release/internal/devstack"
 	"dgpu-release/internal/release"
 	"dgpu-release/internal/wiring"
 	"dgpu-release/workflows"
 )
-
-// stackWithWorker starts the embedded stack of a state folder and a worker in process.
-func stackWithWorker(t *testing.T, ctx context.Context, cfg devstack.Config) (*devstack.Stack, client.Client, *wiring.Set, func()) {
-	t.Helper()
-	stack, err := devstack.Start(ctx, cfg)
-	require.NoError(t, err)
-	set, err := wiring.Rehearsal(ctx, wiring.Options{StateDir: cfg.StateDir, RegistryHost: stack.RegistryHost})
-	require.NoError(t, err)
-	c, err := client.DialContext(ctx, client.Options{HostPort: stack.TemporalAddress, Namespace: stack.Namespace})
-	require.NoError(t, err)
-	w := worker.New(c, release.TaskQueue, worker.Options{})
-	set.Register(w)
-	require.NoError(t, w.Start())
-	return stack, c, set, func() {
-		w.Stop()
-		c.Close()
-		stack.Stop()
-	}
-}
 
 func portOf(t *testing.T, hostPort string) int {
 	t.Helper()
@@ -46,16 +26,6 @@ func portOf(t *testing.T, hostPort string) int {
 	n, err := strconv.Atoi(p)
 	require.NoError(t, err)
 	return n
-}
-
-func statusOf(t *testing.T, ctx context.Context, c client.Client, id string) (release.Status, error) {
-	t.Helper()
-	v, err := c.QueryWorkflow(ctx, id, "", release.QueryStatus)
-	if err != nil {
-		return release.Status{}, err
-	}
-	var st release.Status
-	return st, v.Get(&st)
 }
 
 // Stop the embedded server while releases wait for a human (after a failure, and at the
@@ -78,18 +48,10 @@ func TestReleasesWaitingForAHumanSurviveAServerRestart(t *testing.T) {
 		_, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: release.TaskQueue}, workflows.Release, req)
 		require.NoError(t, err)
 	}
-	before := map[string]release.Status{}
-	waitsAt := map[string]release.Step{failedID: release.StepWaiting, gatedID: release.StepApprove}
-	require.EventuallyWithT(t, func(ct *assert.CollectT) {
-		for _, id := range []string{failedID, gatedID} {
-			st, err := statusOf(t, ctx, c, id)
-			if assert.NoError(ct, err) {
-				assert.Equal(ct, waitsAt[id], st.Step, id)
-				assert.NotEmpty(ct, st.Waiting, id)
-				before[id] = st
-			}
-		}
-	}, 2*time.Minute, 200*time.Millisecond)
+	before := map[string]release.Status{
+		failedID: waitForStatus(t, ctx, c, failedID, waitingForHuman),
+		gatedID:  waitForStatus(t, ctx, c, gatedID, func(st release.Status) bool { return st.Step == release.StepApprove && st.Waiting != "" }),
+	}
 	reminders := func() int {
 		iss, err := set.Forge.Issues(wiring.DefaultProjectRepo)
 		require.NoError(t, err)
