@@ -244,13 +244,58 @@ func (a *API) url(path string, q url.Values) *url.URL {
 
 // apiImage is the catalog's image record, the fields this adapter uses.
 type apiImage struct {
-	ID                string       `json:"_id,omitempty"`
-	DockerImageDigest string       `json:"docker_image_digest"`
-	ImageID           string       `json:"image_id,omitempty"`
-	Architecture      string       `json:"architecture,omitempty"`
-	Certified         bool         `json:"certified"`
-	Repositories      []Repository `json:"repositories,omitempty"`
-	CreationDate      *time.Time   `json:"creation_date,omitempty"`
+	ID                string          `json:"_id,omitempty"`
+	DockerImageDigest string          `json:"docker_image_digest"`
+	ImageID           string          `json:"image_id,omitempty"`
+	Architecture      string          `json:"architecture,omitempty"`
+	Certified         bool            `json:"certified"`
+	Repositories      []apiRepository `json:"repositories,omitempty"`
+	CreationDate      *time.Time      `json:"creation_date,omitempty"`
+}
+
+// apiRepository is a repository of an image as the catalog API has it: tags are objects
+// with the date they were added, and the repository names the manifest digest.
+type apiRepository struct {
+	Registry              string     `json:"registry"`
+	Repository            string     `json:"repository"`
+	Published             bool       `json:"published"`
+	PushDate              *time.Time `json:"push_date,omitempty"`
+	ManifestSchema2Digest string     `json:"manifest_schema2_digest,omitempty"`
+	Tags                  []apiTag   `json:"tags"`
+}
+
+type apiTag struct {
+	Name      string     `json:"name"`
+	AddedDate *time.Time `json:"added_date,omitempty"`
+}
+
+func toAPIRepositories(img Image) []apiRepository {
+	var when *time.Time
+	if !img.CreationDate.IsZero() {
+		t := img.CreationDate.UTC()
+		when = &t
+	}
+	out := make([]apiRepository, 0, len(img.Repositories))
+	for _, r := range img.Repositories {
+		ar := apiRepository{Registry: r.Registry, Repository: r.Repository, PushDate: when, ManifestSchema2Digest: img.DockerImageDigest, Tags: []apiTag{}}
+		for _, t := range r.Tags {
+			ar.Tags = append(ar.Tags, apiTag{Name: t, AddedDate: when})
+		}
+		out = append(out, ar)
+	}
+	return out
+}
+
+func fromAPIRepositories(rs []apiRepository) []Repository {
+	var out []Repository
+	for _, r := range rs {
+		rep := Repository{Registry: r.Registry, Repository: r.Repository}
+		for _, t := range r.Tags {
+			rep.Tags = append(rep.Tags, t.Name)
+		}
+		out = append(out, rep)
+	}
+	return out
 }
 
 type page[T any] struct {
@@ -273,7 +318,7 @@ func (a *API) FindByDigest(ctx context.Context, digest string) (*Image, error) {
 		return nil, nil
 	}
 	im := p.Data[0]
-	out := &Image{ID: im.ID, DockerImageDigest: im.DockerImageDigest, Repositories: im.Repositories, Certified: im.Certified}
+	out := &Image{ID: im.ID, DockerImageDigest: im.DockerImageDigest, Repositories: fromAPIRepositories(im.Repositories), Certified: im.Certified}
 	if im.CreationDate != nil {
 		out.CreationDate = *im.CreationDate
 	}
@@ -298,7 +343,7 @@ func (a *API) Record(ctx context.Context, img Image) (Image, error) {
 	if existing == nil {
 		var created apiImage
 		err := a.create(ctx, "create image", a.url("images", nil), apiImage{
-			DockerImageDigest: img.DockerImageDigest, Architecture: "amd64", Repositories: img.Repositories,
+			DockerImageDigest: img.DockerImageDigest, Architecture: "amd64", Repositories: toAPIRepositories(img),
 		}, &created, func() (bool, error) {
 			found, err := a.FindByDigest(ctx, img.DockerImageDigest)
 			existing = found

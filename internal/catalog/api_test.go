@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -55,7 +56,23 @@ func TestAPIRecordIsIdempotent(t *testing.T) {
 	again, err := a.Record(ctx, img)
 	require.NoError(t, err)
 	assert.Equal(t, got.ID, again.ID)
-	assert.Len(t, f.ImagesByDigest("sha256:aa"), 1, "one image record")
+	require.Len(t, f.ImagesByDigest("sha256:aa"), 1, "one image record")
+	// The record has the catalog's shape: tags are objects with a name and the date added.
+	var repos []struct {
+		Registry, Repository string
+		Digest               string `json:"manifest_schema2_digest"`
+		Tags                 []struct {
+			Name      string `json:"name"`
+			AddedDate string `json:"added_date"`
+		} `json:"tags"`
+	}
+	require.NoError(t, json.Unmarshal(f.ImagesByDigest("sha256:aa")[0].Repositories, &repos))
+	require.Len(t, repos, 1)
+	assert.Equal(t, "intel/intel-dgpu-driver", repos[0].Repository)
+	assert.Equal(t, "sha256:aa", repos[0].Digest)
+	require.Len(t, repos[0].Tags, 1)
+	assert.Equal(t, "1.2.0-k", repos[0].Tags[0].Name)
+	assert.Equal(t, []string{"1.2.0-k"}, found0(t, a).Repositories[0].Tags, "read back as names")
 	assert.Len(t, f.TestResults(), 1, "one set of test results")
 	require.Len(t, f.Artifacts(), 1, "one results artifact")
 	assert.Equal(t, "results.json", f.Artifacts()[0].Filename)
@@ -84,6 +101,14 @@ func TestAPICreatesWithLostAnswersHappenOnce(t *testing.T) {
 	assert.Len(t, f.ImagesByDigest("sha256:aa"), 1, "one image record")
 	assert.Len(t, f.TestResults(), 1, "one set of test results")
 	assert.Len(t, f.Artifacts(), 1, "one results artifact")
+}
+
+func found0(t *testing.T, a *API) *Image {
+	t.Helper()
+	im, err := a.FindByDigest(context.Background(), "sha256:aa")
+	require.NoError(t, err)
+	require.NotNil(t, im)
+	return im
 }
 
 func TestAPIConcurrentCreateReadsTheWinner(t *testing.T) {
