@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"dgpu-release/internal/release"
+	"dgpu-release/internal/waits"
 )
 
 // Defaults of the certification catalog API.
@@ -87,18 +88,7 @@ func NewAPI(cfg APIConfig) (*API, error) {
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = 2 * time.Minute
 	}
-	return &API{base: base, graphql: gql, project: cfg.ProjectID, key: cfg.APIKey, hc: cfg.HTTPClient, attempts: cfg.MaxAttempts, maxWait: cfg.MaxWait, sleep: sleepCtx}, nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return &API{base: base, graphql: gql, project: cfg.ProjectID, key: cfg.APIKey, hc: cfg.HTTPClient, attempts: cfg.MaxAttempts, maxWait: cfg.MaxWait, sleep: waits.Sleep}, nil
 }
 
 // APIError is an answer of the catalog API that is not a success.

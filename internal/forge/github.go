@@ -16,6 +16,7 @@ import (
 
 	"dgpu-release/docker"
 	"dgpu-release/internal/release"
+	"dgpu-release/internal/waits"
 )
 
 // EnvGitHubToken holds the GitHub token; it is read from the environment only.
@@ -79,18 +80,7 @@ func NewGitHub(cfg GitHubConfig) (*GitHub, error) {
 		c.BaseURL = u
 	}
 	owner, name, _ := strings.Cut(cfg.ProjectRepo, "/")
-	return &GitHub{c: c, owner: owner, repo: name, base: cfg.BaseBranch, tablePR: cfg.TableByPullRequest, maxWait: cfg.MaxWait, sleep: sleepCtx, now: time.Now}, nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return &GitHub{c: c, owner: owner, repo: name, base: cfg.BaseBranch, tablePR: cfg.TableByPullRequest, maxWait: cfg.MaxWait, sleep: waits.Sleep, now: time.Now}, nil
 }
 
 // PermanentError is a GitHub answer that retrying will not change.

@@ -17,6 +17,7 @@ import (
 	"dgpu-release/docker"
 	"dgpu-release/internal/fakes"
 	"dgpu-release/internal/release"
+	ctxwait "dgpu-release/internal/waits"
 )
 
 const testRepo = "intel/dgpu-release"
@@ -152,7 +153,10 @@ func TestGitHubRateLimitsAreWaitedOut(t *testing.T) {
 	// go-github remembers a limit and refuses to send until it resets, so this test
 	// waits for real, for short limits.
 	var waits []time.Duration
-	g.sleep = func(ctx context.Context, d time.Duration) error { waits = append(waits, d); return sleepCtx(ctx, d) }
+	g.sleep = func(ctx context.Context, d time.Duration) error {
+		waits = append(waits, d)
+		return ctxwait.Sleep(ctx, d)
+	}
 	commits := faults.On(http.MethodGet, "/repos/intel/dgpu-release/commits/")
 	commits.RespondNext(1, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Retry-After", "1")
