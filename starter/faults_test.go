@@ -328,7 +328,10 @@ func TestKilledWorkerSideEffectsHappenOnce(t *testing.T) {
 	assert.Equal(t, len(releases), strings.Count(string(out), "Release table: "), "one table commit per release:\n%s", out)
 	iss, err := set.Forge.Issues(wiring.DefaultProjectRepo)
 	require.NoError(t, err)
-	assert.Len(t, iss, 1, "one issue for the failed release")
+	require.Len(t, iss, 1, "one issue for the failed release")
+	doc, err := os.ReadFile(strings.TrimPrefix(iss[0].URL, "file://"))
+	require.NoError(t, err)
+	assert.Equal(t, 1, strings.Count(string(doc), "failed at gpu-test (round 1)"), "the failure is reported once, though filing it was retried:\n%s", doc)
 	pulls, _ = filepath.Glob(filepath.Join(state, "forge", "pulls", "*.json"))
 	assert.Len(t, pulls, 1, "one bump pull request")
 	var wres release.DriverWatchResult

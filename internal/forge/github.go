@@ -434,10 +434,17 @@ func (g *GitHub) FileIssue(ctx context.Context, in Issue) (IssueRef, error) {
 		return IssueRef{}, err
 	}
 	if existing != nil {
-		if err := g.comment(ctx, owner, name, existing.GetNumber(), "**"+in.Title+"**\n\n"+in.Body); err != nil {
+		ref := IssueRef{Repo: in.Repo, Number: existing.GetNumber(), URL: existing.GetHTMLURL()}
+		comment := "**" + in.Title + "**\n\n" + in.Body
+		// A retried call (its first attempt's answer lost) finds its report already there.
+		said, err := g.alreadySaid(ctx, owner, name, existing, in.Title, in.Body, comment)
+		if err != nil || said {
+			return ref, err
+		}
+		if err := g.comment(ctx, owner, name, existing.GetNumber(), comment); err != nil {
 			return IssueRef{}, err
 		}
-		return IssueRef{Repo: in.Repo, Number: existing.GetNumber(), URL: existing.GetHTMLURL()}, nil
+		return ref, nil
 	}
 	var is *github.Issue
 	labels := []string{IssueLabel}
@@ -463,6 +470,34 @@ func (g *GitHub) FileIssue(ctx context.Context, in Issue) (IssueRef, error) {
 		return IssueRef{}, err
 	}
 	return IssueRef{Repo: in.Repo, Number: is.GetNumber(), URL: is.GetHTMLURL(), Created: true}, nil
+}
+
+// alreadySaid reports whether an issue opened with this title and body, or has the comment.
+func (g *GitHub) alreadySaid(ctx context.Context, owner, name string, is *github.Issue, title, body, comment string) (bool, error) {
+	if is.GetTitle() == title && strings.Contains(is.GetBody(), body) {
+		return true, nil
+	}
+	opts := &github.IssueListCommentsOptions{ListOptions: github.ListOptions{PerPage: 100}}
+	for {
+		var page []*github.IssueComment
+		var resp *github.Response
+		if err := g.call(ctx, fmt.Sprintf("list comments of #%d", is.GetNumber()), owner+"/"+name, func() (*github.Response, error) {
+			var err error
+			page, resp, err = g.c.Issues.ListComments(ctx, owner, name, is.GetNumber(), opts)
+			return resp, err
+		}); err != nil {
+			return false, err
+		}
+		for _, c := range page {
+			if c.GetBody() == comment {
+				return true, nil
+			}
+		}
+		if resp == nil || resp.NextPage == 0 {
+			return false, nil
+		}
+		opts.Page = resp.NextPage
+	}
 }
 
 func (g *GitHub) comment(ctx context.Context, owner, name string, number int, body string) error {

@@ -125,6 +125,13 @@ func TestGitHubIssuesAreFoundByMarkerAcrossPages(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, b.Created, "found on the last page by its marker")
 	assert.Equal(t, a.Number, b.Number)
+	// The same report again (a retried call) says nothing new; the next round's does.
+	round2 := in
+	round2.Title = "gpu-test failed (round 2)"
+	_, err = g.FileIssue(ctx, round2)
+	require.NoError(t, err)
+	_, err = g.FileIssue(ctx, round2)
+	require.NoError(t, err)
 	_, err = g.Comment(ctx, in.Repo, in.Marker, "reminder")
 	require.NoError(t, err)
 	require.NoError(t, g.CloseIssue(ctx, in.Repo, in.Marker, "released"))
@@ -134,7 +141,7 @@ func TestGitHubIssuesAreFoundByMarkerAcrossPages(t *testing.T) {
 	assert.Equal(t, "closed", issues[0].State)
 	assert.Equal(t, []string{IssueLabel}, issues[0].Labels)
 	assert.Contains(t, issues[0].Body, MarkerComment(in.Marker))
-	assert.Equal(t, []string{"**gpu-test failed**\n\nevidence", "reminder", "released"}, issues[0].Comments)
+	assert.Equal(t, []string{"**gpu-test failed (round 2)**\n\nevidence", "reminder", "released"}, issues[0].Comments)
 	c, err := g.FileIssue(ctx, in)
 	require.NoError(t, err)
 	assert.True(t, c.Created, "a closed issue is not reused")

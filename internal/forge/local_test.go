@@ -72,8 +72,14 @@ func TestLocalForgeIssuesAreNotDuplicated(t *testing.T) {
 	assert.True(t, a.Created)
 	b, err := f.FileIssue(ctx, in)
 	require.NoError(t, err)
-	assert.False(t, b.Created, "a second filing comments on the open issue")
+	assert.False(t, b.Created, "a second filing finds the open issue")
 	assert.Equal(t, a.Number, b.Number)
+	round2 := in
+	round2.Title = "gpu-test failed (round 2)"
+	_, err = f.FileIssue(ctx, round2)
+	require.NoError(t, err)
+	_, err = f.FileIssue(ctx, round2)
+	require.NoError(t, err)
 	_, err = f.Comment(ctx, in.Repo, in.Marker, "reminder")
 	require.NoError(t, err)
 	require.NoError(t, f.CloseIssue(ctx, in.Repo, in.Marker, "released"))
@@ -86,6 +92,8 @@ func TestLocalForgeIssuesAreNotDuplicated(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(body), "state: closed")
 	assert.Contains(t, string(body), "reminder")
+	assert.Equal(t, 1, strings.Count(string(body), "gpu-test failed\n"), "the same report is not added twice")
+	assert.Equal(t, 1, strings.Count(string(body), "gpu-test failed (round 2)"), "the next round's report is added once")
 	assert.Contains(t, string(body), forge.MarkerComment(in.Marker))
 	assert.Contains(t, string(body), "stand-in")
 
