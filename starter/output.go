@@ -67,6 +67,7 @@ type progress struct {
 	waiting  string
 	standIns map[string]bool
 	actions  int
+	unknown  string // unknown signal names last printed
 }
 
 func (p *progress) update(st release.Status) {
@@ -106,6 +107,12 @@ func (p *progress) update(st release.Status) {
 	for ; p.actions < len(st.Actions); p.actions++ {
 		h := st.Actions[p.actions]
 		fmt.Fprintf(p.out, "☞ %s by %s %s\n", h.Action, orDash(h.By), strings.TrimSpace(h.Ref+" "+h.Reason))
+	}
+	if u := strings.Join(st.UnknownSignals, ", "); u != p.unknown {
+		p.unknown = u
+		if u != "" {
+			fmt.Fprintf(p.out, "⚠ ignored signals %s: not a known action (accepted: %s)\n", u, strings.Join(release.Actions, ", "))
+		}
 	}
 	if st.Waiting != p.waiting {
 		p.waiting = st.Waiting

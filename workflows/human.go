@@ -16,7 +16,12 @@ import (
 // (validated before it enters history) and a signal (for the Temporal UI; a bad signal is
 // recorded as rejected and changes nothing).
 func (s *releaseState) registerHandlers(ctx workflow.Context) error {
-	if err := workflow.SetQueryHandlerWithOptions(ctx, release.QueryStatus, func() (release.Status, error) { return s.status, nil },
+	status := func() (release.Status, error) {
+		st := s.status
+		st.UnknownSignals = workflow.GetUnhandledSignalNames(ctx)
+		return st, nil
+	}
+	if err := workflow.SetQueryHandlerWithOptions(ctx, release.QueryStatus, status,
 		workflow.QueryHandlerOptions{Description: "Current step, every attempt and the evidence so far"}); err != nil {
 		return err
 	}

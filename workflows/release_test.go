@@ -177,6 +177,25 @@ func (s *ReleaseSuite) TestRetryBySignalWithoutChangesRebuildsFromBuild() {
 	s.Equal([]string{"resolve:ok", "build:ok", "gpu-test:failed", "build:ok", "gpu-test:ok", "certify:ok", "approve:skipped", "publish:ok", "table:ok"}, steps(rec))
 }
 
+// A signal with a name the release does not know (a typo in the UI) shows in the status.
+func (s *ReleaseSuite) TestUnknownSignalShowsInTheStatus() {
+	s.env.OnActivity(builds.BuildImage, mock.Anything, mock.Anything).Return(release.BuildOutput{}, stepFailed(release.StepBuild, "i915 does not compile"))
+	s.env.RegisterDelayedCallback(func() {
+		s.env.SignalWorkflow("retyr", release.RetryInput{Reason: "typo"})
+	}, time.Hour)
+	s.env.RegisterDelayedCallback(func() {
+		v, err := s.env.QueryWorkflow(release.QueryStatus)
+		s.Require().NoError(err)
+		var st release.Status
+		s.Require().NoError(v.Get(&st))
+		s.Equal([]string{"retyr"}, st.UnknownSignals)
+		s.Equal(release.StepWaiting, st.Step, "it did nothing")
+		s.env.SignalWorkflow(release.ActionAbort, release.ReasonInput{Reason: "done", By: "bob"})
+	}, 2*time.Hour)
+	s.env.ExecuteWorkflow(workflows.Release, request())
+	s.Equal(release.OutcomeAborted, s.result().Outcome)
+}
+
 // A signal whose payload is not JSON (the UI's raw input) is recorded as rejected and
 // does not block the other signals.
 func (s *ReleaseSuite) TestUndecodableSignalIsRejectedAndBlocksNothing() {

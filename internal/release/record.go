@@ -91,6 +91,9 @@ type Status struct {
 	Issues      []string      `json:"issues,omitempty"`
 	DebugAttach string        `json:"debug_attach,omitempty"`
 	Outcome     Outcome       `json:"outcome,omitempty"`
+	// UnknownSignals names signals the release received but has no handler for (a typo
+	// in the Temporal UI, such as "retyr"): they did nothing.
+	UnknownSignals []string `json:"unknown_signals,omitempty"`
 }
 
 // Record is the result of the Release workflow.
