@@ -12,11 +12,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -35,6 +37,8 @@ import (
 	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
 	"go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"dgpu-release/internal/registry"
 	"dgpu-release/internal/release"
@@ -246,7 +250,9 @@ func (s *Stack) startTemporal(cfg Config, p []int) error {
 			History: config.HistoryArchivalNamespaceDefaults{State: "disabled"}, Visibility: config.VisibilityArchivalNamespaceDefaults{State: "disabled"}}},
 		PublicClient: config.PublicClient{HostPort: s.TemporalAddress},
 	}
-	logger := tlog.NewZapLogger(tlog.BuildZapLogger(tlog.Config{Level: "warn", OutputFile: filepath.Join(cfg.StateDir, "temporal.log")}))
+	logPath := filepath.Join(cfg.StateDir, "temporal.log")
+	// The server ends the process on a fatal error; say why on stderr, not only in its log.
+	logger := tlog.NewZapLogger(tlog.BuildZapLogger(tlog.Config{Level: "warn", OutputFile: logPath}).WithOptions(zap.WithFatalHook(fatalHook{log: logPath})))
 	dc := dynamicconfig.StaticClient{
 		dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key(): true,
 		dynamicconfig.FrontendEnableUpdateWorkflowExecution.Key():   true,
@@ -349,12 +355,61 @@ func lockState(dir string) (*os.File, error) {
 }
 
 func claimPort(what string, p *int) error {
+	if *p == 0 {
+		*p = pickPort()
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(*p))
 	if err != nil {
 		return fmt.Errorf("%s port %d is taken: %w (choose another with the port flags)", what, *p, err)
 	}
 	*p = ln.Addr().(*net.TCPAddr).Port
 	return ln.Close()
+}
+
+// pickPort finds a free port below the kernel's ephemeral range. A port is claimed (a
+// listen, then a close) some time before its server binds it; a port from the ephemeral
+// range, which is what port 0 gives, can meanwhile become the local port of any outgoing
+// connection on the machine, and the Temporal server ends the process when a bind fails.
+// Below the range only a program that binds that very port can take it. 0 when none is
+// found, to let the kernel choose after all.
+func pickPort() int {
+	lo := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				lo = n
+			}
+		}
+	}
+	const floor = 10000
+	if lo-floor < 1000 {
+		return 0
+	}
+	for i := 0; i < 200; i++ {
+		p := floor + rand.IntN(lo-floor)
+		if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p)); err == nil {
+			ln.Close()
+			return p
+		}
+	}
+	return 0
+}
+
+// fatalHook reports a fatal error of the embedded server on stderr before the process
+// ends, since the server's own log goes to a file in the state folder.
+type fatalHook struct{ log string }
+
+func (h fatalHook) OnWrite(ce *zapcore.CheckedEntry, fields []zapcore.Field) {
+	msg := ce.Message
+	for _, f := range fields {
+		if f.Key == "error" {
+			if err, ok := f.Interface.(error); ok {
+				msg += ": " + err.Error()
+			}
+		}
+	}
+	fmt.Fprintf(os.Stderr, "embedded Temporal server: fatal: %s (log: %s)\n", msg, h.log)
+	os.Exit(1)
 }
 
 // quietLogger drops the SDK client's own logs during the readiness wait.
