@@ -28,16 +28,13 @@ func (a *app) statusCmd() *cobra.Command {
 		Short: "Show a release's steps, attempts and evidence",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := release.ValidateWorkflowID("ID", args[0]); err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			c, err := a.dial(ctx)
+			id := args[0]
+			c, err := a.releaseClient(ctx, id)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			id := args[0]
 			desc, err := c.DescribeWorkflowExecution(ctx, id, "")
 			if err != nil {
 				return fmt.Errorf("release %s: %w", id, err)
@@ -77,17 +74,22 @@ func (a *app) statusCmd() *cobra.Command {
 	return cmd
 }
 
+// releaseClient checks a release ID, then connects: for the commands that act on one release.
+func (a *app) releaseClient(ctx context.Context, id string) (client.Client, error) {
+	if err := release.ValidateWorkflowID("ID", id); err != nil {
+		return nil, err
+	}
+	return a.dial(ctx)
+}
+
 func (a *app) debugCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "debug ID",
 		Short: "Print the command that attaches to a failed release's debug workload",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := release.ValidateWorkflowID("ID", args[0]); err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			c, err := a.dial(ctx)
+			c, err := a.releaseClient(ctx, args[0])
 			if err != nil {
 				return err
 			}
